@@ -1,0 +1,40 @@
+"""Shared pytest configuration: markers, the slow-test switch, and isolated settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-pairs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``slow`` tests in CI unless UCVGL_RUN_SLOW=1."""
+    if os.environ.get("CI", "").lower() in ("1", "true") and not os.environ.get("UCVGL_RUN_SLOW"):
+        skip = pytest.mark.skip(reason="slow test: set UCVGL_RUN_SLOW=1 to run it in CI")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Settings isolated in ``tmp_path`` (work dir, data root, SQLite database)."""
+    from ucvgl.shared.config import get_settings
+
+    monkeypatch.setenv("UCVGL_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("UCVGL_DATA_ROOTS", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir(exist_ok=True)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def real_pairs_dir() -> Path:
+    """The shared folder of 47 real pairs; skips the test when it is absent."""
+    if not (REAL_PAIRS / "pairs.csv").exists():
+        pytest.skip(f"real pairs not available at {REAL_PAIRS}")
+    return REAL_PAIRS

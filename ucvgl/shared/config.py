@@ -1,0 +1,97 @@
+"""One settings object for the whole package (environment prefix ``UCVGL_``).
+
+Every room reads configuration from :func:`get_settings`; nothing else reads the
+environment. Values can be overridden by environment variables (``UCVGL_WORK_DIR``)
+or a ``.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_TOKEN = "change-me"
+
+
+class Settings(BaseSettings):
+    """All configuration of ucvgl. Field names map to ``UCVGL_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="UCVGL_", env_file=".env", extra="ignore")
+
+    # --- filesystem -------------------------------------------------------------------
+    work_dir: Path = Field(
+        default=Path("./work"),
+        description="Runs, checkpoints, projected images, indexes and the default database.",
+    )
+    data_roots: list[Path] = Field(
+        default_factory=lambda: [Path("./data")],
+        description="Datasets may only be registered from below these folders.",
+    )
+
+    # --- services -----------------------------------------------------------------------
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file under work_dir.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="Celery broker URL (redis://...); empty means an embedded SQLite broker.",
+    )
+    result_backend: str = Field(default="", description="Celery result backend; empty = none.")
+
+    # --- compute ------------------------------------------------------------------------
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+    weights_dir: Path | None = Field(
+        default=None, description="Folder of local backbone weights files (no model hub)."
+    )
+
+    # --- API ----------------------------------------------------------------------------
+    environment: Literal["development", "production"] = "development"
+    api_token: str = Field(default=DEFAULT_API_TOKEN, description="Bearer token for mutations.")
+    public_reads: bool = Field(default=True, description="Allow GET endpoints without a token.")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_batch_files: int = Field(default=32, gt=0)
+    max_concurrent_queries_per_client: int = Field(default=4, gt=0)
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        """Accept ``UCVGL_DATA_ROOTS=/a:/b`` as well as a JSON list."""
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [p for p in value.split(":") if p]
+        return value
+
+    # --- derived ------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite:///<work_dir>/ucvgl.sqlite``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.work_dir / 'ucvgl.sqlite').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The broker URL, defaulting to kombu's SQLAlchemy transport on a SQLite file."""
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.work_dir / 'broker.sqlite').resolve()}"
+
+    def torch_device(self) -> str:
+        """Resolve ``device='auto'`` to 'cuda' when available, else 'cpu'."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""
+    return Settings()

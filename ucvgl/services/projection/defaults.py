@@ -87,7 +87,20 @@ def _number(meta: dict[str, Any], key: str, path: Path) -> float | None:
 
 
 def params_from_synth_meta(meta: dict[str, Any], base: BEVParams, path: Path) -> BEVParams:
-    """Apply a synthetic world's metadata (see module docstring) on top of ``base``."""
+    """Apply a synthetic world's metadata (see module docstring) on top of ``base``.
+
+    Raises:
+        ConfigError: naming ``path`` when a value is missing, of the wrong type or invalid.
+    """
+    try:
+        return _apply_synth_meta(meta, base, path)
+    except ConfigError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _apply_synth_meta(meta: dict[str, Any], base: BEVParams, path: Path) -> BEVParams:
     fov = _number(meta, "fov_deg", path)
     if fov is None:
         height = _number(meta, "camera_height_m", path)
@@ -107,23 +120,20 @@ def params_from_synth_meta(meta: dict[str, Any], base: BEVParams, path: Path) ->
     if top is None and bottom is None and pair is not None:
         if not isinstance(pair, list | tuple) or len(pair) != 2:
             raise ConfigError(f"{path}: 'band_elevation_deg' must be [top, bottom], got {pair!r}")
-        top, bottom = (_number({"v": v}, "v", path) for v in pair)
+        top, bottom = (_number({"band_elevation_deg": v}, "band_elevation_deg", path) for v in pair)
     kind = meta.get("panorama")
     if kind not in (None, "full", "band"):
         raise ConfigError(f"{path}: 'panorama' must be 'full' or 'band', got {kind!r}")
-    try:
-        if top is not None or bottom is not None:
-            return replace(
-                params,
-                band_top_elevation_deg=top,
-                band_bottom_elevation_deg=bottom,
-                band_offset_px=None,
-            )
-        if kind == "full":
-            return _without_band(params)
-        return params
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    if top is not None or bottom is not None:
+        return replace(
+            params,
+            band_top_elevation_deg=top,
+            band_bottom_elevation_deg=bottom,
+            band_offset_px=None,
+        )
+    if kind == "full":
+        return _without_band(params)
+    return params
 
 
 def _without_band(params: BEVParams) -> BEVParams:

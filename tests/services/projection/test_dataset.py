@@ -11,7 +11,7 @@ from PIL import Image
 
 from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
 from ucvgl.services.projection import BEVParams, panorama_to_bev, project_dataset
-from ucvgl.shared.errors import DatasetError, JobCancelled
+from ucvgl.shared.errors import ConfigError, DatasetError, JobCancelled
 
 
 def _write_pano(path: Path, rng: np.random.Generator, hw=(16, 32)) -> np.ndarray:
@@ -94,6 +94,8 @@ def test_rerun_skips_finished_files_and_never_trusts_temporaries(dataset, tmp_pa
     for p in first:
         if p != first[2]:
             assert p.stat().st_mtime_ns == mtimes[p]
+    with pytest.raises(ConfigError, match="other parameters"):
+        project_dataset(dataset, out, BEVParams(fov_deg=160, out_size=8), splits=["train"])
 
 
 def test_cancel_between_batches_leaves_only_complete_files(dataset, tmp_path):

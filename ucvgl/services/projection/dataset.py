@@ -6,6 +6,9 @@ an error). PNG is lossless, so the CycleGAN that reads these images sees no JPEG
 it is written with zlib level 1 (fast; about a quarter larger than level 6). ``image_format
 ='jpg'`` writes JPEG quality 95 instead, about 5x smaller.
 
+The parameters are recorded in ``out_dir/bev_params.json``; a later run into the same folder
+with different parameters is refused (its BEVs would silently mix two projections).
+
 Resumable: a file that already exists is skipped. Files are written atomically (temporary
 file + rename), so a killed run never leaves a truncated image under the final name; at
 worst it leaves a hidden ``.<name>.*.tmp`` file, which is never mistaken for a result.
@@ -13,10 +16,12 @@ worst it leaves a hidden ``.<name>.*.tmp`` file, which is never mistaken for a r
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -28,11 +33,12 @@ from ucvgl.services.datasets.images import load_panorama
 from ucvgl.services.datasets.index import CrossViewDataset
 from ucvgl.services.progress import NullProgress, Progress
 from ucvgl.services.projection.geometry import BEVParams, BEVProjector
-from ucvgl.shared.errors import DatasetError
-from ucvgl.shared.fileio import atomic_write
+from ucvgl.shared.errors import ConfigError, DatasetError
+from ucvgl.shared.fileio import atomic_write, atomic_write_text
 
 ImageFormat = Literal["png", "jpg"]
 STAGE = "project"
+PARAMS_FILE = "bev_params.json"
 
 
 def bev_output_path(out_dir: Path, panorama_path: Path, image_format: ImageFormat = "png") -> Path:
@@ -70,6 +76,24 @@ def _check_unique_stems(items: Sequence[tuple[Path, float | None]]) -> None:
                 "their BEVs would overwrite each other in one output folder: project the "
                 "splits into separate folders (splits=...)"
             )
+
+
+def _record_params(out_dir: Path, params: BEVParams, image_format: ImageFormat) -> None:
+    """Write ``out_dir/bev_params.json``, or check that it matches ``params``."""
+    record = {"params": asdict(params), "image_format": image_format}
+    path = out_dir / PARAMS_FILE
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable projection record ({exc}); delete it") from exc
+        if previous != record:
+            raise ConfigError(
+                f"{out_dir} holds BEVs made with other parameters ({path}: {previous}); "
+                f"now asked for {record}. Use another output folder or empty this one."
+            )
+        return
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True))
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -124,6 +148,7 @@ def project_dataset(
 
     Raises:
         DatasetError: an unreadable panorama, or two panoramas with the same file stem.
+        ConfigError: ``out_dir`` holds BEVs made with other parameters.
         JobCancelled: when ``progress`` asks to stop (finished files stay valid).
     """
     progress = progress or NullProgress()
@@ -132,9 +157,10 @@ def project_dataset(
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     items = _panoramas(dataset, splits)
     _check_unique_stems(items)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _record_params(out_dir, params, image_format)
     outputs = [bev_output_path(out_dir, path, image_format) for path, _ in items]
     pending = [i for i, out in enumerate(outputs) if not out.exists()]
     total = len(items)

@@ -33,9 +33,11 @@ def test_same_area_fills_every_field(tmp_path, trees):
         offset = [0] * len(info["Chicago"]["panos"][picked]) + [4] * len(
             info["Seattle"]["panos"][picked]
         )
-        np.testing.assert_array_equal(s.positives, [p[2] + o for p, o in zip(panos, offset)])
         np.testing.assert_array_equal(
-            s.semi_positives, [np.add(p[3], o) for p, o in zip(panos, offset)]
+            s.positives, [p[2] + o for p, o in zip(panos, offset, strict=True)]
+        )
+        np.testing.assert_array_equal(
+            s.semi_positives, [np.add(p[3], o) for p, o in zip(panos, offset, strict=True)]
         )
         assert s.semi_positives.shape == (len(panos), 3) and s.positive_offsets.shape == (
             len(panos),

@@ -189,3 +189,19 @@ class RetrievalIndex(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     model: Mapped[Model] = relationship()
+
+
+class WorkerHeartbeat(Base):
+    """A live Celery worker: written on start and every few seconds, removed on shutdown.
+
+    ``/readyz`` reads it when the broker cannot broadcast (the embedded SQLite broker has no
+    ``celery control ping``).
+    """
+
+    __tablename__ = "worker_heartbeats"
+
+    hostname: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    queues: Mapped[str] = mapped_column(sa.String(255), default="")
+    pid: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,4 +1,4 @@
-"""Initial schema: datasets, models, indexes, jobs, pseudo-label rounds and labels.
+"""Initial schema: datasets, models, indexes, jobs, pseudo-label rounds, labels, workers.
 
 Revision ID: 0001
 Revises:
@@ -193,8 +193,19 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_pseudo_labels_round_id"), "pseudo_labels", ["round_id"], unique=False)
 
+    op.create_table(
+        "worker_heartbeats",
+        sa.Column("hostname", sa.String(length=255), nullable=False),
+        sa.Column("queues", sa.String(length=255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("hostname", name=op.f("pk_worker_heartbeats")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("worker_heartbeats")
     op.drop_index(op.f("ix_pseudo_labels_round_id"), table_name="pseudo_labels")
 
     op.drop_table("pseudo_labels")

@@ -1,0 +1,140 @@
+"""Creating job rows and enqueueing them, with the one-active-job-per-run-folder rule.
+
+Every job writes to a run folder: ``<work_dir>/runs/dataset-<id>/<run_name>`` (run_name
+from ``params['run_name']``, default ``default``), the model's own run folder for
+``evaluate``/``index``, or the dataset folder being generated for ``synthetic``. A second
+job whose run folder already has an active (PENDING/QUEUED/RUNNING) job is refused with
+409: the API locks the dataset row, checks, and inserts in one transaction, and a partial
+unique index on ``jobs.run_dir`` over active states backs the check in the database.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ucvgl.api.job_queue import JobQueue
+from ucvgl.api.problems import ApiProblem, field_problem
+from ucvgl.shared.config import Settings
+from ucvgl.shared.enums import JobState, JobType
+from ucvgl.shared.models import Dataset, Job, Model, utcnow
+from ucvgl.shared.schemas import NAME_PATTERN
+
+RETRY_AFTER_S = 2
+
+
+def run_dir_for(settings: Settings, dataset: Dataset, params: dict[str, Any]) -> Path:
+    """The run folder of a training/projection job on ``dataset``."""
+    run_name = str(params.get("run_name", "default"))
+    if not re.match(NAME_PATTERN, run_name):
+        raise field_problem(
+            "body.params.run_name", f"{run_name!r} is not a valid name (letters, digits, . _ -)"
+        )
+    return (settings.work_dir / "runs" / f"dataset-{dataset.id}" / run_name).resolve()
+
+
+def _conflict(run_dir: str, other: Job) -> ApiProblem:
+    return ApiProblem(
+        409,
+        f"job {other.id} ({other.type}, {other.state}) is still active on run folder {run_dir}; "
+        "wait for it, cancel it, or choose another params.run_name",
+        extra={"conflicting_job_id": other.id},
+    )
+
+
+def create_job(
+    session: Session,
+    queue: JobQueue,
+    *,
+    job_type: JobType,
+    params: dict[str, Any],
+    run_dir: Path,
+    dataset_id: int | None = None,
+    model_id: int | None = None,
+) -> Job:
+    """Insert a PENDING job (409 when its run folder is busy), enqueue it, mark it QUEUED.
+
+    Raises:
+        ApiProblem: 409 for a busy run folder, 503 when the broker cannot be reached.
+    """
+    run_dir_text = str(run_dir)
+    try:
+        if dataset_id is not None:
+            # Lock the dataset row (a row lock on PostgreSQL, the write lock on SQLite) so two
+            # concurrent submissions on one dataset serialise through this check.
+            session.execute(
+                sa.update(Dataset).where(Dataset.id == dataset_id).values(id=Dataset.id)
+            )
+        other = session.scalars(
+            sa.select(Job).where(Job.run_dir == run_dir_text, Job.state.in_(JobState.active()))
+        ).first()
+        if other is not None:
+            raise _conflict(run_dir_text, other)
+        job = Job(
+            type=job_type.value,
+            parameters=params,
+            state=JobState.PENDING,
+            run_dir=run_dir_text,
+            dataset_id=dataset_id,
+            model_id=model_id,
+            celery_task_id=str(uuid.uuid4()),
+            stage="queued",
+        )
+        session.add(job)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ApiProblem(
+            409, f"another job is already active on run folder {run_dir_text}"
+        ) from None
+    except BaseException:
+        session.rollback()
+        raise
+    try:
+        queue.enqueue(job.id, job.type, str(job.celery_task_id))
+    except Exception as exc:
+        session.execute(
+            sa.update(Job)
+            .where(Job.id == job.id)
+            .values(
+                state=JobState.FAILED,
+                finished_at=utcnow(),
+                error=f"could not reach the task broker: {exc}",
+            )
+        )
+        session.commit()
+        raise ApiProblem(
+            503, f"could not reach the task broker ({exc}); job {job.id} marked FAILED"
+        ) from exc
+    session.execute(
+        sa.update(Job)
+        .where(Job.id == job.id, Job.state == JobState.PENDING)
+        .values(state=JobState.QUEUED)
+    )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def get_or_404(session: Session, table: type, item_id: int, what: str) -> Any:
+    """The row ``item_id`` of ``table`` or a 404 problem naming it."""
+    row = session.get(table, item_id)
+    if row is None:
+        raise ApiProblem(404, f"{what} {item_id} does not exist")
+    return row
+
+
+def model_of_dataset(session: Session, model_id: int, dataset_id: int | None) -> Model:
+    """Model ``model_id``; 404 when unknown, 422 when it belongs to another dataset."""
+    model = get_or_404(session, Model, model_id, "model")
+    if dataset_id is not None and model.dataset_id != dataset_id:
+        raise field_problem(
+            "body.model_id", f"model {model_id} was trained on dataset {model.dataset_id}"
+        )
+    return model

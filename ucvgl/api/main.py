@@ -1,0 +1,64 @@
+"""The FastAPI application: ``create_app(settings=None)``; OpenAPI at ``/docs``.
+
+Routes (all under ``/api/v1`` except health; ``/`` is left for the dashboard):
+datasets, synthetic datasets, jobs, rounds and labels, models, indexes, query, and
+``/healthz`` / ``/readyz``. This module never imports torch: jobs are sent to workers by
+task name and the retriever is imported on the first query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from ucvgl.api.job_queue import JobQueue
+from ucvgl.api.limits import ConcurrencyLimiter
+from ucvgl.api.problems import install_problem_handlers
+from ucvgl.api.retrievers import RetrieverCache, load_service_retriever
+from ucvgl.api.routes import datasets, health, indexes, jobs, models, query, rounds
+from ucvgl.shared.config import Settings, get_settings
+from ucvgl.shared.db import Database
+from ucvgl.worker.celery_app import create_celery_app
+
+RETRIEVER_CACHE_SIZE = 2
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable OpenAPI operation ids: the route function's name (unique across the app)."""
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: :func:`get_settings`).
+
+    The database engine and the Celery client are built here, not at import; the schema
+    must already be migrated (``ucvgl migrate``; ``ucvgl serve`` does it at start).
+    """
+    settings = settings or get_settings()
+    database = Database.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="ucvgl",
+        summary="Pseudo-label mining for cross-view geo-localization (UCVGL, CVPR 2024)",
+        version="0.1.0",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.job_queue = JobQueue(create_celery_app(settings))
+    app.state.retrievers = RetrieverCache(RETRIEVER_CACHE_SIZE)
+    app.state.retriever_loader = load_service_retriever
+    app.state.query_limiter = ConcurrencyLimiter(settings.max_concurrent_queries_per_client)
+    install_problem_handlers(app)
+    for module in (health, datasets, jobs, rounds, models, indexes, query):
+        app.include_router(module.router)
+    return app

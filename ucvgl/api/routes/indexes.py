@@ -1,0 +1,61 @@
+"""Retrieval indexes: build one from a model (a job), list, read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Response, status
+
+from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, TokenDep
+from ucvgl.api.job_submission import create_job, get_or_404
+from ucvgl.api.presenters import API, job_read
+from ucvgl.api.routes.jobs import accepted
+from ucvgl.shared.enums import JobType
+from ucvgl.shared.models import Model, RetrievalIndex
+from ucvgl.shared.schemas import IndexCreate, IndexRead, JobRead, Page
+
+router = APIRouter(prefix=f"{API}/indexes", tags=["indexes"], dependencies=[ReadAccess])
+
+
+@router.post("", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+def create_index(
+    body: IndexCreate, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
+) -> JobRead:
+    """Build a satellite index with a trained model (a job on the model's run folder)."""
+    model = get_or_404(session, Model, body.model_id, "model")
+    job = create_job(
+        session,
+        queue,
+        job_type=JobType.INDEX,
+        params=body.params,
+        run_dir=Path(model.run_dir),
+        dataset_id=model.dataset_id,
+        model_id=model.id,
+    )
+    accepted(response, job.id)
+    return job_read(job)
+
+
+@router.get("", response_model=Page[IndexRead])
+def list_indexes(
+    session: SessionDep,
+    model_id: int | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> Page[IndexRead]:
+    """List built indexes, newest first."""
+    query = sa.select(RetrievalIndex)
+    if model_id is not None:
+        query = query.where(RetrievalIndex.model_id == model_id)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(RetrievalIndex.id.desc()).limit(limit).offset(offset))
+    return Page[IndexRead](
+        items=[IndexRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{index_id}", response_model=IndexRead)
+def get_index(index_id: int, session: SessionDep) -> RetrievalIndex:
+    """One index."""
+    return get_or_404(session, RetrievalIndex, index_id, "index")

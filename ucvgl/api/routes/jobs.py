@@ -1,0 +1,116 @@
+"""Jobs: start one (202 + Location), read its state and progress, list, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Response, status
+
+from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, SettingsDep, TokenDep
+from ucvgl.api.job_submission import (
+    RETRY_AFTER_S,
+    create_job,
+    get_or_404,
+    model_of_dataset,
+    run_dir_for,
+)
+from ucvgl.api.presenters import API, job_read
+from ucvgl.api.problems import ApiProblem, field_problem
+from ucvgl.shared.enums import JobState, JobType
+from ucvgl.shared.models import Dataset, Job, utcnow
+from ucvgl.shared.schemas import JobCreate, JobRead, Page
+
+router = APIRouter(prefix=f"{API}/jobs", tags=["jobs"], dependencies=[ReadAccess])
+
+
+def accepted(response: Response, job_id: int) -> None:
+    """Set the 202 headers pointing at the job."""
+    response.headers["Location"] = f"{API}/jobs/{job_id}"
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+
+
+@router.post("", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+def start_job(
+    body: JobCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: JobQueueDep,
+    _: TokenDep,
+    response: Response,
+) -> JobRead:
+    """Start a job on a dataset; poll the Location it answers with."""
+    if body.type is JobType.SYNTHETIC:
+        raise field_problem("body.type", "use POST /api/v1/datasets/synthetic for 'synthetic'")
+    dataset = get_or_404(session, Dataset, body.dataset_id, "dataset")
+    model = None
+    if body.model_id is not None:
+        model = model_of_dataset(session, body.model_id, dataset.id)
+    elif body.type.needs_model:
+        raise field_problem("body.model_id", f"a '{body.type.value}' job needs a trained model")
+    run_dir = run_dir_for(settings, dataset, body.params)
+    if model is not None and body.type.needs_model:
+        run_dir = Path(model.run_dir)
+    job = create_job(
+        session,
+        queue,
+        job_type=body.type,
+        params=body.params,
+        run_dir=run_dir,
+        dataset_id=dataset.id,
+        model_id=model.id if model is not None else None,
+    )
+    accepted(response, job.id)
+    return job_read(job)
+
+
+@router.get("", response_model=Page[JobRead])
+def list_jobs(
+    session: SessionDep,
+    state: JobState | None = None,
+    type: JobType | None = None,  # noqa: A002 - the public filter name
+    dataset_id: int | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> Page[JobRead]:
+    """List jobs, newest first, filtered by state, type and dataset."""
+    query = sa.select(Job)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if type is not None:
+        query = query.where(Job.type == type.value)
+    if dataset_id is not None:
+        query = query.where(Job.dataset_id == dataset_id)
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
+    return Page[JobRead](items=[job_read(j) for j in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobRead)
+def get_job(job_id: int, session: SessionDep) -> JobRead:
+    """A job's state, progress, stage, ETA, error and result."""
+    return job_read(get_or_404(session, Job, job_id, "job"))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+def cancel_job(
+    job_id: int, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
+) -> JobRead:
+    """Cancel a job: a queued one at once, a running one at its next check."""
+    job = get_or_404(session, Job, job_id, "job")
+    if job.state.is_terminal():
+        raise ApiProblem(409, f"job {job_id} already ended ({job.state}); nothing to cancel")
+    active = Job.state.in_(JobState.active())
+    session.execute(sa.update(Job).where(Job.id == job_id, active).values(cancel_requested=True))
+    queued = Job.state.in_((JobState.PENDING, JobState.QUEUED))
+    stopped = session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, queued)
+        .values(state=JobState.CANCELLED, finished_at=utcnow(), stage="cancelled")
+    ).rowcount
+    session.commit()
+    if stopped and job.celery_task_id:
+        queue.revoke(job.celery_task_id)
+    session.refresh(job)
+    accepted(response, job.id)
+    return job_read(job)

@@ -1,0 +1,135 @@
+"""Retrieval: upload ground panoramas, get the top-k satellite tiles of an index."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from PIL import Image, UnidentifiedImageError
+
+from ucvgl.api.deps import (
+    QueryLimiterDep,
+    ReadAccess,
+    RetrieverCacheDep,
+    RetrieverLoaderDep,
+    SessionDep,
+    SettingsDep,
+)
+from ucvgl.api.job_submission import get_or_404
+from ucvgl.api.presenters import API
+from ucvgl.api.problems import ApiProblem, field_problem
+from ucvgl.shared.config import Settings
+from ucvgl.shared.models import RetrievalIndex
+from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
+
+router = APIRouter(prefix=API, tags=["retrieval"], dependencies=[ReadAccess])
+
+
+def read_upload(upload: UploadFile, settings: Settings, budget: int) -> tuple[Image.Image, int]:
+    """Decode one uploaded image as RGB within the byte ``budget`` and the pixel limit.
+
+    Returns:
+        The image and the bytes it used.
+    """
+    name = upload.filename or "upload"
+    data = upload.file.read(budget + 1)
+    if len(data) > budget:
+        raise ApiProblem(
+            413,
+            f"{name}: the upload exceeds {settings.max_upload_bytes} bytes in total; "
+            "send smaller or fewer images",
+        )
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > settings.max_image_pixels:
+            raise ApiProblem(
+                413,
+                f"{name}: {width}x{height} pixels exceeds the limit of "
+                f"{settings.max_image_pixels} pixels",
+            )
+        image = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise field_problem("body.files", f"{name} is not a readable image ({exc})") from exc
+    return image, len(data)
+
+
+def _match(rank: int, hit: dict[str, Any]) -> QueryMatch:
+    def num(key: str) -> float | None:
+        value = hit.get(key)
+        return None if value is None or not math.isfinite(float(value)) else float(value)
+
+    return QueryMatch(
+        rank=rank,
+        satellite_id=str(hit["satellite_id"]),
+        score=float(hit["score"]),
+        file_name=Path(str(hit.get("path", ""))).name,
+        lat=num("lat"),
+        lon=num("lon"),
+        x=num("x"),
+        y=num("y"),
+    )
+
+
+@router.post("/query", response_model=QueryResponse)
+def query_tiles(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: QueryLimiterDep,
+    retrievers: RetrieverCacheDep,
+    loader: RetrieverLoaderDep,
+    files: Annotated[list[UploadFile], File(description="Ground panoramas (JPEG/PNG).")],
+    k: Annotated[int, Form(ge=1, le=100)] = 5,
+    heading: Annotated[
+        float | None, Form(description="Degrees clockwise from north of the centre column.")
+    ] = None,
+    index_id: Annotated[
+        int | None, Form(description="Index to search; default the newest.")
+    ] = None,
+) -> QueryResponse:
+    """Top-k satellite tiles (scores, file names, GPS/UTM) for each uploaded panorama."""
+    client = request.client.host if request.client else "unknown"
+    with limiter.slot(client):
+        if len(files) > settings.max_batch_files:
+            raise ApiProblem(
+                413, f"{len(files)} files in one request; the limit is {settings.max_batch_files}"
+            )
+        if index_id is not None:
+            index = get_or_404(session, RetrievalIndex, index_id, "index")
+        else:
+            index = session.scalars(
+                sa.select(RetrievalIndex).order_by(RetrievalIndex.id.desc()).limit(1)
+            ).first()
+            if index is None:
+                raise ApiProblem(404, "no index has been built yet; POST /api/v1/indexes first")
+        images, budget = [], settings.max_upload_bytes
+        for upload in files:
+            image, used = read_upload(upload, settings, budget)
+            budget -= used
+            if heading is not None:
+                from ucvgl.services.datasets.images import roll_to_north
+
+                image = roll_to_north(image, heading)
+            images.append(image)
+        run_dir = Path(index.model.run_dir)
+        device = settings.device if settings.device != "auto" else settings.torch_device()
+        retriever = retrievers.get(index.id, lambda: loader(run_dir, device))
+        # This route is a plain `def`: FastAPI already runs it (and the forward) in a threadpool.
+        hits = retriever.query(images, k)
+    return QueryResponse(
+        index_id=index.id,
+        model_id=index.model_id,
+        k=k,
+        results=[
+            QueryResult(
+                file_name=upload.filename or f"file-{i}",
+                matches=[_match(rank, hit) for rank, hit in enumerate(found, start=1)],
+            )
+            for i, (upload, found) in enumerate(zip(files, hits, strict=True))
+        ],
+    )

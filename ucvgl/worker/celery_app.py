@@ -1,0 +1,100 @@
+"""The Celery application: broker, queues, routes and reliability settings from settings.
+
+``create_celery_app(settings)`` builds an app; the module attribute ``app`` (built lazily
+from ``get_settings()``) is what ``celery -A ucvgl.worker.celery_app worker`` loads. The
+API process uses the same factory only to ``send_task`` by name: nothing here imports
+torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from ucvgl.shared.config import Settings, get_settings
+from ucvgl.shared.enums import JobType, Queue
+
+RUN_JOB_TASK = "ucvgl.run_job"
+DEFAULT_JOB_RUNNER = "ucvgl.services.pipeline:run_job"
+"""``module:function`` the task calls; a test worker can point it at another runner."""
+
+SOFT_TIME_LIMIT_S = 24 * 3600
+HARD_TIME_LIMIT_S = SOFT_TIME_LIMIT_S + 600
+
+
+def route_job(
+    name: str, args: tuple, kwargs: dict[str, Any], options: dict[str, Any], task=None, **_: Any
+) -> dict[str, str] | None:
+    """Celery router: send ``ucvgl.run_job`` to the queue of its ``job_type`` keyword."""
+    if name != RUN_JOB_TASK:
+        return None
+    job_type = kwargs.get("job_type")
+    try:
+        return {"queue": JobType(job_type).queue.value}
+    except ValueError:
+        return {"queue": Queue.GPU.value}
+
+
+def _transport_options(broker_url: str) -> dict[str, Any]:
+    """Broker options: on Redis an unacknowledged task is redelivered only after any job ends."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": HARD_TIME_LIMIT_S + 3600}
+    return {}
+
+
+def create_celery_app(settings: Settings, *, job_runner: str = DEFAULT_JOB_RUNNER) -> Celery:
+    """A Celery app for ``settings`` (broker URL, queues ``gpu``/``cpu``, late acks).
+
+    Args:
+        settings: where the broker and the database are.
+        job_runner: ``module:function`` with ``run_job``'s signature that tasks call.
+    """
+    from ucvgl.worker.tasks import register_tasks
+
+    broker_url = settings.resolved_broker_url
+    if broker_url.startswith("sqla+sqlite:///"):
+        Path(broker_url.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    celery = Celery("ucvgl", set_as_current=False)
+    exchange = Exchange("ucvgl", type="direct")
+    celery.conf.update(
+        broker_url=broker_url,
+        result_backend=settings.result_backend or None,
+        task_ignore_result=not settings.result_backend,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=SOFT_TIME_LIMIT_S,
+        task_time_limit=HARD_TIME_LIMIT_S,
+        task_queues=[KombuQueue(q.value, exchange, routing_key=q.value) for q in Queue],
+        task_default_queue=Queue.GPU.value,
+        task_default_exchange="ucvgl",
+        task_default_routing_key=Queue.GPU.value,
+        task_routes=(route_job,),
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        broker_transport_options=_transport_options(broker_url),
+        ucvgl_settings=settings,
+        ucvgl_job_runner=job_runner,
+    )
+    register_tasks(celery)
+    return celery
+
+
+def __getattr__(name: str) -> Celery:
+    """Build the default app on first access of ``app``/``celery`` (for ``celery -A``)."""
+    if name in ("app", "celery"):
+        global _default_app
+        if _default_app is None:
+            _default_app = create_celery_app(get_settings())
+        return _default_app
+    raise AttributeError(name)
+
+
+_default_app: Celery | None = None

@@ -1,0 +1,158 @@
+"""Copy a finished job's result into the tables: rounds, pseudo-labels, models, indexes.
+
+The result of ``ucvgl.services.pipeline.run_job`` is a JSON-able dict. Keys read here:
+``rounds`` (list of {round, threshold, mutual, labels, correct, margin_histogram,
+labels_path}), ``checkpoint`` (path of a trained checkpoint), ``recall`` (dict r1, r5,
+r10, r1p), ``index_dir`` (a built index) with optional ``index_kind``/``index_size``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ucvgl.shared.enums import JobType, TrainingMode
+from ucvgl.shared.errors import UcvglError
+from ucvgl.shared.models import Job, Model, PseudoLabel, PseudoLabelRound, RetrievalIndex
+from ucvgl.worker.label_health import label_health_score
+
+log = logging.getLogger(__name__)
+
+LABEL_BATCH = 5000
+MODE_OF_JOB = {
+    JobType.SEMI: TrainingMode.SEMI,
+    JobType.SUPERVISED: TrainingMode.SUPERVISED,
+}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types (paths and numpy scalars become str/float)."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        return str(obj)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def _parse_correct(text: str | None) -> bool | None:
+    value = (text or "").strip().lower()
+    if value in ("", "none", "nan", "-1"):
+        return None
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise UcvglError(f"unreadable 'correct' value {text!r} in a labels CSV")
+
+
+def read_labels_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a labels CSV (ground_id, satellite_id, margin, similarity, correct)."""
+    required = {"ground_id", "satellite_id", "margin", "similarity"}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = required - set(reader.fieldnames or ())
+        if missing:
+            raise UcvglError(f"{path}: labels CSV lacks column(s) {sorted(missing)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append(
+                    {
+                        "ground_id": row["ground_id"],
+                        "satellite_id": row["satellite_id"],
+                        "margin": float(row["margin"]),
+                        "similarity": float(row["similarity"]),
+                        "is_correct": _parse_correct(row.get("correct")),
+                    }
+                )
+            except (TypeError, ValueError) as exc:
+                raise UcvglError(f"{path}:{line}: bad labels row ({exc})") from exc
+    return rows
+
+
+def record_round(
+    session: Session, job: Job, item: dict[str, Any], model_id: int | None
+) -> PseudoLabelRound:
+    """Insert one round and bulk-insert its labels from ``item['labels_path']``."""
+    labels_path = item.get("labels_path")
+    rows = read_labels_csv(Path(labels_path)) if labels_path else []
+    margins = np.array([r["margin"] for r in rows], dtype=np.float64)
+    sims = np.array([r["similarity"] for r in rows], dtype=np.float64)
+    mutual = int(item.get("mutual", len(rows)))
+    n_labels = int(item.get("labels", len(rows)))
+    correct = item.get("correct")
+    round_row = PseudoLabelRound(
+        dataset_id=job.dataset_id,
+        model_id=model_id,
+        job_id=job.id,
+        round_number=int(item.get("round", 0)),
+        threshold=float(item.get("threshold", 0.0)),
+        mutual=mutual,
+        labels=n_labels,
+        correct=None if correct is None else int(correct),
+        margin_histogram=json_safe(item.get("margin_histogram") or {"edges": [], "counts": []}),
+        label_health_score=label_health_score(margins, sims, mutual=mutual, labels=n_labels),
+    )
+    session.add(round_row)
+    session.flush()
+    for start in range(0, len(rows), LABEL_BATCH):
+        batch = [dict(r, round_id=round_row.id) for r in rows[start : start + LABEL_BATCH]]
+        session.execute(sa.insert(PseudoLabel), batch)
+    return round_row
+
+
+def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    """Write the rows a result describes; returns ids of what was created (for the job)."""
+    created: dict[str, Any] = {}
+    job_type = JobType(job.type)
+    model_id = job.model_id
+    checkpoint = result.get("checkpoint")
+    if checkpoint and job.dataset_id is not None:
+        params = job.parameters or {}
+        mode = params.get("mode") or MODE_OF_JOB.get(job_type, TrainingMode.UNSUPERVISED)
+        model = Model(
+            dataset_id=job.dataset_id,
+            run_dir=str(job.run_dir),
+            checkpoint_path=str(checkpoint),
+            mode=str(mode),
+            preset=params.get("preset"),
+            recall=json_safe(result["recall"]) if isinstance(result.get("recall"), dict) else None,
+        )
+        session.add(model)
+        session.flush()
+        model_id = created["model_id"] = model.id
+    elif job_type is JobType.EVALUATE and job.model_id is not None:
+        recall = result.get("recall", result)
+        model = session.get(Model, job.model_id)
+        if model is not None and isinstance(recall, dict):
+            model.recall = json_safe(recall)
+    round_ids = [
+        record_round(session, job, item, model_id).id for item in result.get("rounds") or []
+    ]
+    if round_ids:
+        created["round_ids"] = round_ids
+    index_dir = result.get("index_dir") or (
+        result.get("index") if job_type is JobType.INDEX else None
+    )
+    if index_dir and model_id is not None:
+        index = RetrievalIndex(
+            model_id=model_id,
+            path=str(index_dir),
+            kind=str(result.get("index_kind", "faiss")),
+            size=int(result.get("index_size", 0)),
+        )
+        session.add(index)
+        session.flush()
+        created["index_id"] = index.id
+    return created

@@ -1,0 +1,230 @@
+"""Thin Celery tasks: a job id in, the science called, rows written.
+
+``ucvgl.run_job(job_id)`` loads the job row, marks it RUNNING, runs the job through the
+configured runner (``ucvgl.services.pipeline.run_job`` by default) with a
+:class:`JobProgress`, records rounds/labels/models/indexes from the result and marks the
+job SUCCEEDED, FAILED or CANCELLED. The job row is the source of truth.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_failure
+
+from ucvgl.shared.config import Settings
+from ucvgl.shared.db import Database
+from ucvgl.shared.enums import JobState, JobType
+from ucvgl.shared.errors import JobCancelled
+from ucvgl.shared.models import Dataset, Job, Model, utcnow
+from ucvgl.worker.heartbeat import install_heartbeat
+from ucvgl.worker.job_progress import JobProgress
+from ucvgl.worker.recording import json_safe, record_result
+
+log = logging.getLogger(__name__)
+
+JobRunner = Callable[..., dict[str, Any]]
+"""``run_job(job_type, dataset, params, run_dir, progress) -> dict``."""
+
+_databases: dict[tuple[int, str], Database] = {}
+
+
+def database_for(settings: Settings) -> Database:
+    """This process's :class:`Database` for ``settings`` (one per process, after fork too)."""
+    key = (os.getpid(), settings.resolved_database_url)
+    if key not in _databases:
+        _databases[key] = Database.from_settings(settings)
+    return _databases[key]
+
+
+def load_runner(spec: str) -> JobRunner:
+    """Import ``module:function``."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _finish(database: Database, job_id: int, state: JobState, **values: Any) -> None:
+    """Move a non-terminal job to ``state`` (a terminal job is left as it is)."""
+    with database.session() as session:
+        session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id, Job.state.in_(JobState.active()))
+            .values(state=state, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
+        )
+
+
+def _start(
+    database: Database, job_id: int, hostname: str, task_id: str | None
+) -> tuple[Job, Dataset | None, Model | None] | None:
+    """Mark the job RUNNING; None when it is gone, terminal, or was cancelled while queued."""
+    with database.session() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            log.error("job %s does not exist; task dropped", job_id)
+            return None
+        if job.state.is_terminal():
+            log.info("job %s is already %s; nothing to run", job_id, job.state)
+            return None
+        if job.cancel_requested:
+            job.state, job.finished_at = JobState.CANCELLED, utcnow()
+            return None
+        job.state = JobState.RUNNING
+        job.started_at = job.started_at or utcnow()
+        job.heartbeat_at = utcnow()
+        job.worker_hostname = hostname
+        job.celery_task_id = task_id or job.celery_task_id
+        job.stage, job.error = "starting", None
+        session.flush()
+        return job, job.dataset, job.model
+
+
+def _run_synthetic(
+    database: Database, settings: Settings, job: Job, progress: JobProgress
+) -> dict[str, Any]:
+    """Generate a synthetic world under the first data root and register it."""
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.synth import generate_world
+
+    p = job.parameters
+    out = settings.data_roots[0].resolve() / p["name"]
+    root = generate_world(
+        out,
+        p["format"],
+        int(p["n_train"]),
+        int(p["n_val"]),
+        seed=int(p["seed"]),
+        pano_size=(int(p["pano_height"]), int(p["pano_width"])),
+        sat_size=int(p["sat_size"]),
+        progress=progress,
+    )
+    dataset = load_dataset(Path(root), p["format"], name=p["name"])
+    with database.session() as session:
+        row = Dataset(
+            name=p["name"],
+            format=p["format"],
+            root_path=str(Path(root).resolve()),
+            counts=json_safe(dataset.counts()),
+            has_ground_truth=bool(dataset.has_ground_truth),
+            validation_report=json_safe(dataset.report.to_dict()),
+        )
+        session.add(row)
+        session.flush()
+        session.execute(sa.update(Job).where(Job.id == job.id).values(dataset_id=row.id))
+        return {"dataset_id": row.id, "root": str(root)}
+
+
+def execute_job(
+    job_id: int,
+    *,
+    database: Database,
+    settings: Settings,
+    runner: JobRunner,
+    hostname: str | None = None,
+    task_id: str | None = None,
+) -> JobState:
+    """Run job ``job_id`` to a terminal state and return that state.
+
+    Errors become ``FAILED`` with the exception's message in ``error`` (the traceback goes
+    to the log only); :class:`JobCancelled` becomes ``CANCELLED``.
+    """
+    started = _start(database, job_id, hostname or socket.gethostname(), task_id)
+    if started is None:
+        with database.session() as session:
+            job = session.get(Job, job_id)
+            return job.state if job is not None else JobState.FAILED
+    job, dataset_row, _model = started
+    progress = JobProgress(database, job_id)
+    try:
+        progress.check_cancelled()
+        if job.type == JobType.SYNTHETIC:
+            result = _run_synthetic(database, settings, job, progress)
+        else:
+            from ucvgl.services.datasets import load_dataset
+
+            if dataset_row is None:
+                raise ValueError(f"job {job_id} has no dataset")
+            progress.update("loading dataset", 0.0)
+            dataset = load_dataset(
+                Path(dataset_row.root_path), dataset_row.format, name=dataset_row.name
+            )
+            run_dir = Path(str(job.run_dir))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            result = runner(job.type, dataset, dict(job.parameters), run_dir, progress)
+        progress.flush()
+        result = json_safe(result if isinstance(result, dict) else {"value": result})
+        with database.session() as session:
+            row = session.get(Job, job_id)
+            assert row is not None
+            if row.state.is_terminal():  # cancelled in the meantime: keep it so
+                return row.state
+            created = record_result(session, row, result)
+            row.result = {**result, **created}
+            row.state, row.progress, row.finished_at = JobState.SUCCEEDED, 1.0, utcnow()
+            row.heartbeat_at, row.stage = utcnow(), "done"
+        return JobState.SUCCEEDED
+    except JobCancelled as exc:
+        log.info("job %s cancelled: %s", job_id, exc)
+        progress.flush()
+        _finish(database, job_id, JobState.CANCELLED, message=str(exc))
+        return JobState.CANCELLED
+    except SoftTimeLimitExceeded:
+        log.error("job %s hit the soft time limit", job_id)
+        _finish(database, job_id, JobState.FAILED, error="the job ran past its time limit")
+        return JobState.FAILED
+    except Exception as exc:  # every failure ends in the job row, never in the API as a trace
+        log.exception("job %s (%s) failed", job_id, job.type)
+        _finish(database, job_id, JobState.FAILED, error=str(exc) or type(exc).__name__)
+        return JobState.FAILED
+
+
+def register_tasks(app: Celery) -> None:
+    """Register ``ucvgl.run_job`` on ``app``."""
+    from ucvgl.worker.celery_app import RUN_JOB_TASK
+
+    @app.task(name=RUN_JOB_TASK, bind=True)
+    def run_job(self: Any, job_id: int, job_type: str | None = None) -> str:
+        """Run one job row to a terminal state (``job_type`` only routes the message)."""
+        settings = app.conf.ucvgl_settings
+        state = execute_job(
+            int(job_id),
+            database=database_for(settings),
+            settings=settings,
+            runner=load_runner(app.conf.ucvgl_job_runner),
+            hostname=self.request.hostname,
+            task_id=self.request.id,
+        )
+        return state.value
+
+    def on_failure(
+        sender: Any = None,
+        task_id: str | None = None,
+        args: Any = None,
+        kwargs: Any = None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        """A task killed from outside (hard time limit): mark its job FAILED."""
+        if getattr(sender, "name", None) != RUN_JOB_TASK or getattr(sender, "app", None) is not app:
+            return
+        job_id = (kwargs or {}).get("job_id") or (args[0] if args else None)
+        if job_id is None:
+            return
+        settings = app.conf.ucvgl_settings
+        _finish(
+            database_for(settings),
+            int(job_id),
+            JobState.FAILED,
+            error=f"the worker stopped the job: {exception or 'unknown reason'}",
+        )
+
+    task_failure.connect(on_failure, weak=False)
+    install_heartbeat(app)

@@ -1,5 +1,6 @@
 """Correspondence-free geometric projection: ground panorama -> bird's-eye view (Eq. 2)."""
 
+from ucvgl.services.projection.baseline import pixel_retrieval, thumbnail_descriptors
 from ucvgl.services.projection.dataset import bev_output_path, project_dataset
 from ucvgl.services.projection.defaults import bev_params_for_dataset, default_bev_params
 from ucvgl.services.projection.geometry import (
@@ -17,5 +18,7 @@ __all__ = [
     "bev_sampling_grid",
     "default_bev_params",
     "panorama_to_bev",
+    "pixel_retrieval",
     "project_dataset",
+    "thumbnail_descriptors",
 ]

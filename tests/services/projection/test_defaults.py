@@ -40,12 +40,16 @@ def test_dataset_params_follow_format_and_panorama_kind(tmp_path):
 
 
 def test_synth_meta_sets_fov_and_band(tmp_path):
-    meta = {
-        "fov_deg": 172.5,
+    meta = {  # as ucvgl.services.synth writes it
         "camera_height_m": 2.0,
-        "panorama": "band",
-        "band_top_elevation_deg": 30.0,
-        "band_bottom_elevation_deg": -40.0,
+        "tile_extent_m": 45.7,
+        "bev_fov_deg": 172.5,
+        "panorama": {
+            "kind": "band",
+            "size": [40, 256],
+            "top_elevation_deg": 30.0,
+            "bottom_elevation_deg": -40.0,
+        },
     }
     (tmp_path / "synth_meta.json").write_text(json.dumps(meta))
     params = bev_params_for_dataset(_dataset(tmp_path, "cvusa", "band"), 48)
@@ -61,11 +65,9 @@ def test_synth_meta_fov_from_tile_extent_and_camera_height(tmp_path):
     assert params.fov_deg == pytest.approx(170.0)
 
 
-def test_synth_meta_band_pair_and_full(tmp_path):
-    (tmp_path / "synth_meta.json").write_text(json.dumps({"band_elevation_deg": [20, -60]}))
-    params = bev_params_for_dataset(_dataset(tmp_path, "cvusa", "band"), 16)
-    assert params.band_elevations((1, 8)) == (20.0, -60.0)
-    (tmp_path / "synth_meta.json").write_text(json.dumps({"panorama": "full"}))
+def test_synth_meta_full_panorama_drops_the_band(tmp_path):
+    meta = {"panorama": {"kind": "full", "size": [64, 128], "horizon_row": 32}}
+    (tmp_path / "synth_meta.json").write_text(json.dumps(meta))
     assert not bev_params_for_dataset(_dataset(tmp_path, "cvusa", "band"), 16).has_band_placement
 
 
@@ -74,9 +76,13 @@ def test_synth_meta_band_pair_and_full(tmp_path):
     [
         "{not json",
         "[1, 2]",
-        json.dumps({"fov_deg": "wide"}),
-        json.dumps({"fov_deg": 200}),
-        json.dumps({"band_top_elevation_deg": 10}),
+        json.dumps({"bev_fov_deg": "wide"}),
+        json.dumps({"bev_fov_deg": 200}),
+        json.dumps({"camera_height_m": 0, "tile_extent_m": 40}),
+        json.dumps({"panorama": {"kind": "band", "top_elevation_deg": 10}}),
+        json.dumps(
+            {"panorama": {"kind": "band", "top_elevation_deg": -50, "bottom_elevation_deg": 10}}
+        ),
         json.dumps({"panorama": "cube"}),
     ],
 )

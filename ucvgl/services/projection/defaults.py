@@ -19,10 +19,10 @@ The pipeline trains at small sizes: pass ``out_size`` to override the paper's.
 
 A synthetic world (``ucvgl.services.synth.generate_world``) writes ``synth_meta.json`` in
 its root. :func:`bev_params_for_dataset` reads these keys from it (others are ignored):
-``fov_deg`` (full BEV field of view), else ``camera_height_m`` with ``tile_extent_m``
-(FOV = 2 atan(extent / (2 height)), so that the BEV covers the tile exactly);
-``panorama`` ('full' | 'band'); for band panoramas ``band_top_elevation_deg`` and
-``band_bottom_elevation_deg`` (or ``band_elevation_deg: [top, bottom]``).
+``bev_fov_deg`` (full BEV field of view), else ``camera_height_m`` with ``tile_extent_m``
+(FOV = 2 atan(extent / (2 height)), so that the BEV covers the tile exactly), and
+``panorama: {"kind": "full" | "band", "top_elevation_deg", "bottom_elevation_deg"}`` (the
+elevations of a band's top and bottom edges).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def params_from_synth_meta(meta: dict[str, Any], base: BEVParams, path: Path) ->
 
 
 def _apply_synth_meta(meta: dict[str, Any], base: BEVParams, path: Path) -> BEVParams:
-    fov = _number(meta, "fov_deg", path)
+    fov = _number(meta, "bev_fov_deg", path)
     if fov is None:
         height = _number(meta, "camera_height_m", path)
         extent = _number(meta, "tile_extent_m", path)
@@ -114,26 +114,24 @@ def _apply_synth_meta(meta: dict[str, Any], base: BEVParams, path: Path) -> BEVP
             fov = 2.0 * math.degrees(math.atan(extent / (2.0 * height)))
     params = base if fov is None else replace(base, fov_deg=fov)
 
-    top = _number(meta, "band_top_elevation_deg", path)
-    bottom = _number(meta, "band_bottom_elevation_deg", path)
-    pair = meta.get("band_elevation_deg")
-    if top is None and bottom is None and pair is not None:
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise ConfigError(f"{path}: 'band_elevation_deg' must be [top, bottom], got {pair!r}")
-        top, bottom = (_number({"band_elevation_deg": v}, "band_elevation_deg", path) for v in pair)
-    kind = meta.get("panorama")
-    if kind not in (None, "full", "band"):
-        raise ConfigError(f"{path}: 'panorama' must be 'full' or 'band', got {kind!r}")
-    if top is not None or bottom is not None:
-        return replace(
-            params,
-            band_top_elevation_deg=top,
-            band_bottom_elevation_deg=bottom,
-            band_offset_px=None,
+    pano = meta.get("panorama")
+    if pano is None:
+        return params
+    if not isinstance(pano, dict) or pano.get("kind") not in ("full", "band"):
+        raise ConfigError(
+            f"{path}: 'panorama' must be an object with kind 'full' or 'band', got {pano!r}"
         )
-    if kind == "full":
+    if pano["kind"] == "full":
         return _without_band(params)
-    return params
+    top = _number(pano, "top_elevation_deg", path)
+    bottom = _number(pano, "bottom_elevation_deg", path)
+    if top is None or bottom is None:
+        raise ConfigError(
+            f"{path}: a 'band' panorama needs top_elevation_deg and bottom_elevation_deg"
+        )
+    return replace(
+        params, band_top_elevation_deg=top, band_bottom_elevation_deg=bottom, band_offset_px=None
+    )
 
 
 def _without_band(params: BEVParams) -> BEVParams:

@@ -101,3 +101,44 @@ def test_formats_lists_every_layout(cli):
     assert result.exit_code == 0
     for fmt in SUPPORTED_FORMATS:
         assert f"\n{fmt} " in "\n" + result.output
+
+
+class _Recorder:
+    def __init__(self, cancel_after: int | None = None) -> None:
+        self.updates: list[tuple[str, float]] = []
+        self.checks = 0
+        self.cancel_after = cancel_after
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        self.updates.append((stage, fraction))
+
+    def check_cancelled(self) -> None:
+        self.checks += 1
+        if self.cancel_after is not None and self.checks > self.cancel_after:
+            from ucvgl.shared.errors import JobCancelled
+
+            raise JobCancelled("cancelled")
+
+
+@pytest.mark.parametrize("fmt", SUPPORTED_FORMATS)
+def test_progress_is_reported_and_cancellation_stops_the_read(tmp_path, trees, fmt):
+    from ucvgl.shared.errors import JobCancelled
+
+    {
+        "cvusa": lambda p: trees.cvusa(p),
+        "cvact": lambda p: trees.cvact(p, ["a", "b"], [1], [2]),
+        "vigor": lambda p: trees.vigor(p, cities=("Seattle",)),
+        "folder": lambda p: trees.folder(p),
+    }[fmt](tmp_path)
+    rec = _Recorder()
+    load_dataset(tmp_path, fmt, validate_images=True, progress=rec)
+    assert rec.updates and rec.updates[-1][1] == 1.0 and rec.checks >= 1
+    with pytest.raises(JobCancelled):
+        load_dataset(tmp_path, fmt, progress=_Recorder(cancel_after=0))
+
+
+def test_vigor_splits_without_city_folders(tmp_path, trees):
+    trees.vigor(tmp_path, cities=("Seattle",))
+    (tmp_path / "Seattle").rename(tmp_path / "elsewhere")
+    with pytest.raises(DatasetError, match="a city folder"):
+        load_dataset(tmp_path, "vigor")

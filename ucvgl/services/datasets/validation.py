@@ -81,7 +81,14 @@ class IssueCollector:
         if report.ok:
             return report
         if not skip_invalid:
-            raise DatasetError(f"{what}: {report.summary(limit=5)}\n{SKIP_HINT}")
+            limit = 5
+            head = "\n".join(f"  - {issue}" for issue in report.issues[:limit])
+            more = len(report.issues) - limit
+            tail = f"\n  ... and {more} more" if more > 0 else ""
+            raise DatasetError(
+                f"{what}: {len(report.issues)} problem(s) affecting {report.skipped} "
+                f"entr(y/ies):\n{head}{tail}\n{SKIP_HINT}"
+            )
         logger.warning(
             "%s: skipped %d invalid entr(y/ies) because of %d problem(s); first: %s",
             what,
@@ -100,20 +107,20 @@ class FileChecker:
     """
 
     def __init__(self) -> None:
-        self._listings: dict[Path, frozenset[str]] = {}
+        self._listings: dict[str, frozenset[str]] = {}
 
     def exists(self, path: Path) -> bool:
         """Whether ``path`` is an existing regular file (or a link to one)."""
-        parent = path.parent
+        parent, name = os.path.split(os.fspath(path))
         names = self._listings.get(parent)
         if names is None:
             try:
-                with os.scandir(parent) as it:
+                with os.scandir(parent or ".") as it:
                     names = frozenset(e.name for e in it if e.is_file())
             except (FileNotFoundError, NotADirectoryError, PermissionError):
                 names = frozenset()
             self._listings[parent] = names
-        return path.name in names
+        return name in names
 
 
 def resolve_inside(root: Path, relative: str) -> Path | None:
@@ -123,10 +130,7 @@ def resolve_inside(root: Path, relative: str) -> Path | None:
     service read files outside the dataset folder.
     """
     rel = relative.strip().replace("\\", "/")
-    if not rel or rel.startswith("/") or Path(rel).is_absolute():
-        return None
-    parts = Path(rel).parts
-    if any(part == ".." for part in parts):
+    if not rel or rel.startswith("/") or rel[1:2] == ":" or ".." in rel.split("/"):
         return None
     return root / rel
 

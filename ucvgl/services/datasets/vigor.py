@@ -297,6 +297,10 @@ def read_vigor(
         raise layout_error(root, "vigor", "splits/<City>/satellite_list.txt")
     present = _present_cities(root)
     chosen = list(options.cities) if options.cities else present
+    if not chosen:
+        raise layout_error(
+            root, "vigor", "a city folder (<City>/panorama/, <City>/satellite/) beside its splits"
+        )
     for city in chosen:
         if city not in present:
             raise layout_error(root, "vigor", f"{city}/ and splits/{city}/satellite_list.txt")

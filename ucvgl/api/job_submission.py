@@ -39,6 +39,20 @@ def run_dir_for(settings: Settings, dataset: Dataset, params: dict[str, Any]) ->
     return (settings.work_dir / "runs" / f"dataset-{dataset.id}" / run_name).resolve()
 
 
+def validate_params(job_type: JobType, params: dict[str, Any]) -> dict[str, Any]:
+    """Check ``params`` with the pipeline's own validator (422 naming the field)."""
+    from ucvgl.services.pipeline import validate_job_params
+    from ucvgl.shared.errors import ConfigError
+
+    runner_params = {k: v for k, v in params.items() if k != "run_name"}
+    try:
+        validate_job_params(job_type.value, runner_params)
+    except ConfigError as exc:
+        field = str(exc).split(":", 1)[0] if str(exc).startswith("params.") else "params"
+        raise field_problem(f"body.{field}", str(exc)) from exc
+    return params
+
+
 def _conflict(run_dir: str, other: Job) -> ApiProblem:
     return ApiProblem(
         409,

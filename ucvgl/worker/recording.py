@@ -2,8 +2,8 @@
 
 The result of ``ucvgl.services.pipeline.run_job`` is a JSON-able dict. Keys read here:
 ``rounds`` (list of {round, threshold, mutual, labels, correct, margin_histogram,
-labels_path}), ``checkpoint`` (path of a trained checkpoint), ``recall`` (dict r1, r5,
-r10, r1p), ``index_dir`` (a built index) with optional ``index_kind``/``index_size``.
+labels_path}), ``model_path`` (a trained encoder checkpoint), ``mode``/``preset``,
+``recall`` (dict r1, r5, r10, r1p), ``index_dir`` (a built index with ``manifest.json``).
 """
 
 from __future__ import annotations
@@ -112,45 +112,84 @@ def record_round(
     return round_row
 
 
-def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[str, Any]:
-    """Write the rows a result describes; returns ids of what was created (for the job)."""
-    created: dict[str, Any] = {}
+def _mode_of(job: Job, result: dict[str, Any]) -> str:
     job_type = JobType(job.type)
-    model_id = job.model_id
-    checkpoint = result.get("checkpoint")
-    if checkpoint and job.dataset_id is not None:
-        params = job.parameters or {}
-        mode = params.get("mode") or MODE_OF_JOB.get(job_type, TrainingMode.UNSUPERVISED)
+    params = job.parameters or {}
+    mode = result.get("mode") or params.get("mode")
+    return str(mode or MODE_OF_JOB.get(job_type, TrainingMode.UNSUPERVISED))
+
+
+def _record_model(session: Session, job: Job, result: dict[str, Any], path: Path) -> Model:
+    """The Model row of checkpoint ``path`` (reused when the run wrote it before)."""
+    model = session.scalars(sa.select(Model).where(Model.checkpoint_path == str(path))).first()
+    if model is None:
         model = Model(
             dataset_id=job.dataset_id,
             run_dir=str(job.run_dir),
-            checkpoint_path=str(checkpoint),
-            mode=str(mode),
-            preset=params.get("preset"),
-            recall=json_safe(result["recall"]) if isinstance(result.get("recall"), dict) else None,
+            checkpoint_path=str(path),
+            mode=_mode_of(job, result),
+            preset=result.get("preset") or (job.parameters or {}).get("preset"),
         )
         session.add(model)
-        session.flush()
-        model_id = created["model_id"] = model.id
+    if isinstance(result.get("recall"), dict):
+        model.recall = json_safe(result["recall"])
+    session.flush()
+    return model
+
+
+def _index_manifest(index_dir: Path) -> dict[str, Any]:
+    manifest = index_dir / "manifest.json"
+    if not manifest.exists():
+        return {}
+    try:
+        return json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        log.warning("unreadable index manifest %s", manifest, exc_info=True)
+        return {}
+
+
+def _round_recorded(session: Session, job: Job, round_number: int) -> bool:
+    """True when a job of the same run folder already recorded this round."""
+    query = (
+        sa.select(PseudoLabelRound.id)
+        .join(Job, PseudoLabelRound.job_id == Job.id)
+        .where(Job.run_dir == job.run_dir, PseudoLabelRound.round_number == round_number)
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
+def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    """Write the rows a result describes; returns ids of what was created (for the job).
+
+    A trained encoder (``model_path``) becomes a Model row, ``recall`` its recall (or,
+    for ``evaluate``, the recall of the job's model), each new entry of ``rounds`` a round
+    with its labels, and an ``index_dir`` an index of the job's (or the new) model.
+    """
+    created: dict[str, Any] = {}
+    job_type = JobType(job.type)
+    model_id = job.model_id
+    model_path = result.get("model_path")
+    if model_path and Path(model_path).is_file() and job.dataset_id is not None:
+        model_id = created["model_id"] = _record_model(session, job, result, Path(model_path)).id
     elif job_type is JobType.EVALUATE and job.model_id is not None:
-        recall = result.get("recall", result)
         model = session.get(Model, job.model_id)
-        if model is not None and isinstance(recall, dict):
-            model.recall = json_safe(recall)
+        if model is not None and isinstance(result.get("recall"), dict):
+            model.recall = json_safe(result["recall"])
     round_ids = [
-        record_round(session, job, item, model_id).id for item in result.get("rounds") or []
+        record_round(session, job, item, model_id).id
+        for item in result.get("rounds") or []
+        if not _round_recorded(session, job, int(item.get("round", 0)))
     ]
     if round_ids:
         created["round_ids"] = round_ids
-    index_dir = result.get("index_dir") or (
-        result.get("index") if job_type is JobType.INDEX else None
-    )
-    if index_dir and model_id is not None:
+    index_dir = result.get("index_dir")
+    if index_dir and Path(index_dir).is_dir() and model_id is not None:
+        manifest = _index_manifest(Path(index_dir))
         index = RetrievalIndex(
             model_id=model_id,
             path=str(index_dir),
-            kind=str(result.get("index_kind", "faiss")),
-            size=int(result.get("index_size", 0)),
+            kind=str(manifest.get("kind", "faiss")),
+            size=int(manifest.get("count", 0)),
         )
         session.add(index)
         session.flush()

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 JobRunner = Callable[..., dict[str, Any]]
 """``run_job(job_type, dataset, params, run_dir, progress) -> dict``."""
 
+SERVICE_PARAMS = frozenset({"run_name"})
+"""Job parameters the service itself reads (the run folder); not passed to the runner."""
+
 _databases: dict[tuple[int, str], Database] = {}
 
 
@@ -158,7 +161,8 @@ def execute_job(
             )
             run_dir = Path(str(job.run_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
-            result = runner(job.type, dataset, dict(job.parameters), run_dir, progress)
+            params = {k: v for k, v in job.parameters.items() if k not in SERVICE_PARAMS}
+            result = runner(job.type, dataset, params, run_dir, progress)
         progress.flush()
         result = json_safe(result if isinstance(result, dict) else {"value": result})
         with database.session() as session:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response, status
 
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, TokenDep
-from ucvgl.api.job_submission import create_job, get_or_404
+from ucvgl.api.job_submission import create_job, get_or_404, validate_params
 from ucvgl.api.presenters import API, job_read
 from ucvgl.api.routes.jobs import accepted
 from ucvgl.shared.enums import JobType
@@ -24,11 +24,12 @@ def create_index(
 ) -> JobRead:
     """Build a satellite index with a trained model (a job on the model's run folder)."""
     model = get_or_404(session, Model, body.model_id, "model")
+    params = validate_params(JobType.INDEX, {"mode": model.mode, **body.params})
     job = create_job(
         session,
         queue,
         job_type=JobType.INDEX,
-        params=body.params,
+        params=params,
         run_dir=Path(model.run_dir),
         dataset_id=model.dataset_id,
         model_id=model.id,

@@ -14,6 +14,7 @@ from ucvgl.api.job_submission import (
     get_or_404,
     model_of_dataset,
     run_dir_for,
+    validate_params,
 )
 from ucvgl.api.presenters import API, job_read
 from ucvgl.api.problems import ApiProblem, field_problem
@@ -48,14 +49,17 @@ def start_job(
         model = model_of_dataset(session, body.model_id, dataset.id)
     elif body.type.needs_model:
         raise field_problem("body.model_id", f"a '{body.type.value}' job needs a trained model")
-    run_dir = run_dir_for(settings, dataset, body.params)
+    params = dict(body.params)
+    run_dir = run_dir_for(settings, dataset, params)
     if model is not None and body.type.needs_model:
         run_dir = Path(model.run_dir)
+        params.setdefault("mode", model.mode)
+    validate_params(body.type, params)
     job = create_job(
         session,
         queue,
         job_type=body.type,
-        params=body.params,
+        params=params,
         run_dir=run_dir,
         dataset_id=dataset.id,
         model_id=model.id if model is not None else None,

@@ -1,0 +1,118 @@
+"""Fixtures for the service tests (API, worker, database), shared by their conftests.
+
+``db_url`` is parametrised over SQLite (a file per test) and PostgreSQL (a fresh schema per
+test session, emptied between tests, dropped at the end; skipped when unreachable).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ucvgl.shared.config import Settings
+from ucvgl.shared.db import create_db_engine, upgrade_database
+from ucvgl.shared.models import Base
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+API_TOKEN = "test-token-0123456789"
+
+
+def postgres_reachable(url: str = POSTGRES_URL) -> bool:
+    """True when PostgreSQL answers at ``url`` within 3 s."""
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+
+
+def schema_url(schema: str, base: str = POSTGRES_URL) -> str:
+    """``base`` with every connection's search_path set to ``schema``."""
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[str | None]:
+    """A migrated schema of its own for this test session (None when PostgreSQL is down)."""
+    if not postgres_reachable():
+        yield None
+        return
+    schema = f"ucvgl_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = schema_url(schema)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def empty_tables(url: str) -> None:
+    """Delete every row of the service tables (keeps the schema and its version)."""
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a SQLite file or this session's PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'service.sqlite'}"
+        upgrade_database(url)
+        return url
+    url = request.getfixturevalue("postgres_schema_url")
+    if url is None:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    empty_tables(url)
+    return url
+
+
+@pytest.fixture
+def service_settings(settings: Settings, db_url: str) -> Settings:
+    """Isolated settings (tmp work dir, data root, broker) on ``db_url`` with a test token."""
+    return settings.model_copy(update={"database_url": db_url, "api_token": API_TOKEN})
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    """Headers carrying the test API token."""
+    return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def make_folder_dataset(root: Path, n: int = 4, seed: int = 0) -> Path:
+    """A tiny dataset in the generic folder layout: n panoramas, n tiles, known pairs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "ground").mkdir(parents=True, exist_ok=True)
+    (root / "satellite").mkdir(parents=True, exist_ok=True)
+    lines = ["ground,satellite,split"]
+    coords = ["name,lat,lon"]
+    for i in range(n):
+        pano = rng.integers(0, 255, size=(16, 32, 3), dtype=np.uint8)
+        tile = rng.integers(0, 255, size=(16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pano).save(root / "ground" / f"g{i:03d}.png")
+        Image.fromarray(tile).save(root / "satellite" / f"s{i:03d}.png")
+        lines.append(f"g{i:03d},s{i:03d},{'train' if i < n - 1 else 'val'}")
+        coords.append(f"s{i:03d},{45.0 + i * 1e-4},{7.0 + i * 1e-4}")
+    (root / "pairs.csv").write_text("\n".join(lines) + "\n")
+    (root / "satellite_coords.csv").write_text("\n".join(coords) + "\n")
+    return root

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_API_TOKEN = "change-me"
 
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
         default=Path("./work"),
         description="Runs, checkpoints, projected images, indexes and the default database.",
     )
-    data_roots: list[Path] = Field(
+    data_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=lambda: [Path("./data")],
         description="Datasets may only be registered from below these folders.",
     )
@@ -63,7 +63,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_roots(cls, value: object) -> object:
         """Accept ``UCVGL_DATA_ROOTS=/a:/b`` as well as a JSON list."""
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                import json
+
+                return json.loads(value)
             return [p for p in value.split(":") if p]
         return value
 

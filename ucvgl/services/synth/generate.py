@@ -157,7 +157,7 @@ def generate_world(
     sat_size: int = 128,
     workers: int = 2,
     progress: Progress = NullProgress(),
-    band_deg: tuple[float, float] = (25.0, -40.0),
+    band_deg: tuple[float, float] = (38.6, -26.9),
     cities: Sequence[str] | None = None,
     origin: tuple[float, float] | None = None,
     jpeg_quality: int = 90,
@@ -176,7 +176,10 @@ def generate_world(
         sat_size: S, the side of the satellite tiles in pixels.
         workers: rendering processes.
         progress: receives ("synth", fraction, message) and is checked for cancellation.
-        band_deg: (top, bottom) elevations in degrees of the CVUSA horizon band.
+        band_deg: (top, bottom) elevations in degrees of the CVUSA horizon band. The
+            default +38.6 .. -26.9 (65.5 degrees, CVUSA's 1232x224 aspect) puts the horizon a
+            little below the strip's middle, as in real CVUSA strips and the authors'
+            padding offset. The rows kept are written to synth_meta.json.
         cities: VIGOR cities (default ("Chicago",)); locations are split evenly.
         origin: (lat, lon) of the map centre; default per format (see ``geo.ORIGINS``).
         jpeg_quality: JPEG quality of the written images.

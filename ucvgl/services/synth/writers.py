@@ -43,7 +43,7 @@ class SynthSpec:
     seed: int
     pano_size: tuple[int, int]
     sat_size: int
-    band_deg: tuple[float, float] = (25.0, -40.0)
+    band_deg: tuple[float, float] = (38.6, -26.9)
     cities: tuple[str, ...] = ()
     origin: tuple[float, float] | None = None
     jpeg_quality: int = 90

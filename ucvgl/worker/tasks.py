@@ -107,6 +107,7 @@ def _run_synthetic(
         seed=int(p["seed"]),
         pano_size=(int(p["pano_height"]), int(p["pano_width"])),
         sat_size=int(p["sat_size"]),
+        workers=1,  # a Celery pool process may not fork rendering processes of its own
         progress=progress,
     )
     dataset = load_dataset(Path(root), p["format"], name=p["name"])

@@ -1,0 +1,126 @@
+"""The task body run in-process: result recording, failure and cancellation paths."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import sqlalchemy as sa
+from fake_runner import run_job as fake_run_job
+from service_fixtures import make_folder_dataset
+
+from ucvgl.shared.db import Database
+from ucvgl.shared.enums import JobState
+from ucvgl.shared.models import (
+    Dataset,
+    Job,
+    Model,
+    PseudoLabel,
+    PseudoLabelRound,
+    RetrievalIndex,
+)
+from ucvgl.worker.tasks import execute_job
+
+
+def _setup(service_settings, params, job_type="pipeline", state=JobState.QUEUED):
+    root = make_folder_dataset(service_settings.data_roots[0] / "tiny")
+    db = Database.from_settings(service_settings)
+    run_dir = service_settings.work_dir / "runs" / "r1"
+    with db.session() as s:
+        ds = Dataset(name="tiny", format="folder", root_path=str(root))
+        s.add(ds)
+        s.flush()
+        job = Job(
+            type=job_type, parameters=params, run_dir=str(run_dir), dataset_id=ds.id, state=state
+        )
+        s.add(job)
+    return db, job.id, run_dir
+
+
+def _run(db, service_settings, job_id, runner=fake_run_job):
+    return execute_job(
+        job_id, database=db, settings=service_settings, runner=runner, hostname="test@host"
+    )
+
+
+def test_success_records_model_rounds_labels_and_index(service_settings):
+    db, job_id, run_dir = _setup(service_settings, {"steps": 2, "run_name": "r1"})
+    seen = {}
+
+    def runner(job_type, dataset, params, run_dir, progress):
+        seen["params"] = params
+        return fake_run_job(job_type, dataset, params, run_dir, progress)
+
+    assert _run(db, service_settings, job_id, runner) is JobState.SUCCEEDED
+    assert "run_name" not in seen["params"]  # service-only parameter stays in the service
+    with db.sessions() as s:
+        job = s.get(Job, job_id)
+        assert job.state is JobState.SUCCEEDED and job.progress == 1.0
+        assert job.worker_hostname == "test@host" and job.finished_at >= job.started_at
+        model = s.scalars(sa.select(Model)).one()
+        assert model.checkpoint_path == str(run_dir / "model" / "selected.pt")
+        assert model.recall["r1"] == 50.0 and model.mode == "unsupervised"
+        rnd = s.scalars(sa.select(PseudoLabelRound)).one()
+        assert (rnd.round_number, rnd.labels, rnd.mutual, rnd.correct) == (1, 3, 4, 2)
+        assert rnd.model_id == model.id and 0.0 < rnd.label_health_score <= 1.0
+        labels = s.scalars(sa.select(PseudoLabel).order_by(PseudoLabel.id)).all()
+        with open(run_dir / "labels" / "round_001.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [(lb.ground_id, lb.satellite_id) for lb in labels] == [
+            (r["ground_id"], r["satellite_id"]) for r in rows
+        ]
+        assert [lb.is_correct for lb in labels] == [False, True, True]
+        index = s.scalars(sa.select(RetrievalIndex)).one()
+        assert (index.model_id, index.kind, index.size) == (model.id, "flat", 3)
+        assert job.result["model_id"] == model.id and job.result["index_id"] == index.id
+    # Running the same run again does not duplicate its rounds or its model.
+    with db.session() as s:
+        s.execute(sa.update(Job).values(state=JobState.QUEUED))
+    assert _run(db, service_settings, job_id) is JobState.SUCCEEDED
+    with db.sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(PseudoLabelRound)) == 1
+        assert s.scalar(sa.select(sa.func.count()).select_from(Model)) == 1
+    db.dispose()
+
+
+def test_failure_keeps_the_message_not_the_traceback(service_settings):
+    db, job_id, _ = _setup(service_settings, {"fail": "disk on fire"}, job_type="project")
+    assert _run(db, service_settings, job_id) is JobState.FAILED
+    with db.sessions() as s:
+        job = s.get(Job, job_id)
+        assert job.error == "fake failure requested: disk on fire"
+        assert "Traceback" not in job.error and job.finished_at is not None
+    db.dispose()
+
+
+def test_cancel_requested_while_running_and_before_start(service_settings):
+    db, job_id, _ = _setup(service_settings, {"steps": 5, "sleep": 0.2}, job_type="project")
+
+    def cancelling_runner(job_type, dataset, params, run_dir, progress):
+        with db.session() as s:
+            s.execute(sa.update(Job).where(Job.id == job_id).values(cancel_requested=True))
+        return fake_run_job(job_type, dataset, params, run_dir, progress)
+
+    assert _run(db, service_settings, job_id, cancelling_runner) is JobState.CANCELLED
+    with db.sessions() as s:
+        assert s.get(Job, job_id).state is JobState.CANCELLED
+    # A job cancelled while queued is never run.
+    with db.session() as s:
+        other = Job(type="project", run_dir="/elsewhere", state=JobState.CANCELLED)
+        s.add(other)
+
+    def must_not_run(*args):
+        raise AssertionError("a cancelled job was run")
+
+    assert _run(db, service_settings, other.id, must_not_run) is JobState.CANCELLED
+    db.dispose()
+
+
+def test_missing_dataset_folder_fails_clearly(service_settings):
+    db, job_id, _ = _setup(service_settings, {}, job_type="project")
+    with db.session() as s:
+        s.execute(sa.update(Dataset).values(root_path=str(Path("/nonexistent/tiny"))))
+    assert _run(db, service_settings, job_id) is JobState.FAILED
+    with db.sessions() as s:
+        assert "/nonexistent/tiny" in s.get(Job, job_id).error
+    db.dispose()

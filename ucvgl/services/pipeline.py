@@ -1,0 +1,734 @@
+"""The whole learning pipeline, stage by stage, resumable, with one report.
+
+Unsupervised: BEV projection -> CycleGAN -> fake satellites -> cold start (intra-view,
+then ground <-> fake) -> AMM rounds -> label-free model selection -> evaluation -> index.
+Semi-supervised: warm-up on ``gt_ratio`` of the true pairs -> AMM rounds (known pairs
+kept) -> selection -> evaluation -> index. Supervised: all true pairs -> evaluation ->
+index.
+
+Every stage writes its outputs under the run folder and is skipped (or continued from
+its last checkpoint) when the same run is started again. ``RUN_DIR/report.json`` holds
+the mode, preset, dataset counts, recall (percent), per-round pseudo-label statistics and
+the time of every stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
+from ucvgl.services.presets import Preset, get_preset
+from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
+from ucvgl.shared.errors import ConfigError
+from ucvgl.shared.fileio import atomic_write_text
+
+MODES = ("unsupervised", "semi", "supervised")
+STAGES = {
+    "unsupervised": (
+        "project",
+        "cyclegan",
+        "translate",
+        "cold_start",
+        "amm",
+        "select",
+        "evaluate",
+        "index",
+    ),
+    "semi": ("semi_warmup", "amm", "select", "evaluate", "index"),
+    "supervised": ("supervised", "select", "evaluate", "index"),
+}
+STAGE_WEIGHTS = {
+    "project": 0.03,
+    "cyclegan": 0.15,
+    "translate": 0.02,
+    "cold_start": 0.3,
+    "semi_warmup": 0.2,
+    "supervised": 0.8,
+    "amm": 0.4,
+    "select": 0.01,
+    "evaluate": 0.05,
+    "index": 0.04,
+}
+RUN_FILE = "run.json"
+REPORT_FILE = "report.json"
+TIMES_FILE = "stage_times.json"
+SELECTED_MODEL = Path("model") / "selected.pt"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
+
+
+def training_split_name(dataset: CrossViewDataset) -> str:
+    """'train' when the dataset has it, else its only split."""
+    if "train" in dataset.splits:
+        return "train"
+    if len(dataset.splits) == 1:
+        return next(iter(dataset.splits))
+    raise ConfigError(
+        f"dataset {dataset.name!r} has no 'train' split (splits: {sorted(dataset.splits)})"
+    )
+
+
+def evaluation_split_name(dataset: CrossViewDataset) -> str | None:
+    """'val', else 'test', else None (no held-out split to evaluate on)."""
+    for name in ("val", "test"):
+        if name in dataset.splits:
+            return name
+    return None
+
+
+class PipelineRun:
+    """One run folder: its dataset, preset, mode, model, and resumable stages.
+
+    Args:
+        dataset: the dataset index.
+        run_dir: the run folder (created).
+        mode: 'unsupervised', 'semi' or 'supervised'.
+        preset: a preset name or object.
+        gt_ratio: share of known true pairs in mode 'semi'.
+        device: 'cpu', 'cuda', 'cuda:N' or None (settings).
+        progress: progress / cancellation.
+        seed: seeds model initialisation, data order and the semi-supervised pair choice.
+    """
+
+    def __init__(
+        self,
+        dataset: CrossViewDataset,
+        run_dir: Path,
+        *,
+        mode: str = "unsupervised",
+        preset: str | Preset = "cpu",
+        gt_ratio: float = 0.1,
+        device: str | None = None,
+        progress: Progress | None = None,
+        seed: int = 0,
+    ) -> None:
+        from ucvgl.shared.config import get_settings
+
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 < float(gt_ratio) <= 1.0:
+            raise ConfigError(f"gt_ratio must be in (0, 1], got {gt_ratio}")
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.mode = mode
+        self.preset = get_preset(preset)
+        self.gt_ratio = float(gt_ratio)
+        self.device = device or get_settings().torch_device()
+        self.progress = progress or NullProgress()
+        self.seed = int(seed)
+        self.train_name = training_split_name(dataset)
+        self.eval_name = evaluation_split_name(dataset)
+        self._model = None
+        from ucvgl.services.training.distributed import init_distributed
+
+        self.dist = init_distributed(self.device)
+        if self.dist.enabled:
+            self.device = self.dist.device
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._check_run_file()
+        self.times: dict[str, float] = self._load_times()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _check_run_file(self) -> None:
+        path = self.run_dir / RUN_FILE
+        mine = {
+            "mode": self.mode,
+            "preset": self.preset.name,
+            "format": self.dataset.format,
+            "data": str(self.dataset.root),
+            "gt_ratio": self.gt_ratio if self.mode == "semi" else None,
+            "seed": self.seed,
+        }
+        if path.exists():
+            saved = json.loads(path.read_text())
+            clash = [
+                k
+                for k in ("mode", "preset", "format", "gt_ratio", "seed")
+                if saved.get(k) != mine[k]
+            ]
+            if clash:
+                raise ConfigError(
+                    f"run folder {self.run_dir} belongs to another run "
+                    f"({', '.join(f'{k}={saved.get(k)!r}' for k in clash)}); use another --out "
+                    f"or the same settings to resume it"
+                )
+        elif self.dist.is_main:
+            write_json(path, {**mine, "preset_settings": self.preset.to_dict()})
+
+    def _load_times(self) -> dict[str, float]:
+        path = self.run_dir / TIMES_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _timed(self, name: str, fn: Callable[[Progress], Any], progress: Progress) -> Any:
+        began = time.perf_counter()
+        try:
+            return fn(progress)
+        finally:
+            self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - began, 3)
+            if self.dist.is_main:
+                write_json(self.run_dir / TIMES_FILE, self.times)
+
+    @property
+    def train_split(self) -> ViewSplit:
+        return self.dataset.split(self.train_name)
+
+    @property
+    def stages_dir(self) -> Path:
+        return self.run_dir / "stages"
+
+    @property
+    def model(self):
+        """The ``TwoViewModel`` of this run (built from the preset with the run's seed)."""
+        if self._model is None:
+            import torch
+
+            from ucvgl.services.models import build_model
+
+            torch.manual_seed(self.seed)
+            self._model = build_model(self.preset.encoder_config())
+        return self._model
+
+    def _barrier(self) -> None:
+        from ucvgl.services.training.distributed import barrier
+
+        barrier()
+
+    # ------------------------------------------------------------------ stages
+    def project(self, progress: Progress) -> list[Path]:
+        """BEV projection of the training panoramas (``run_dir/bev``)."""
+        from ucvgl.services.projection import bev_params_for_dataset, project_dataset
+
+        params = bev_params_for_dataset(self.dataset, out_size=self.preset.bev_size)
+        if self.dist.is_main:
+            project_dataset(
+                self.dataset,
+                self.run_dir / "bev",
+                params,
+                splits=[self.train_name],
+                device=self.device,
+                progress=progress,
+            )
+        self._barrier()
+        return project_dataset(
+            self.dataset,
+            self.run_dir / "bev",
+            params,
+            splits=[self.train_name],
+            device="cpu",
+            progress=NullProgress(),
+        )
+
+    def cyclegan(self, progress: Progress) -> Path:
+        """Train (or resume) the BEV -> satellite CycleGAN (``run_dir/cyclegan``)."""
+        from ucvgl.services.cyclegan import CHECKPOINT_NAME, train_cyclegan
+
+        bev = self.project(NullProgress())
+        out = self.run_dir / "cyclegan"
+        if self.dist.is_main:
+            cfg = self.preset.cyclegan_config(seed=self.seed)
+            train_cyclegan(
+                bev,
+                list(self.train_split.satellite_paths),
+                cfg,
+                out,
+                device=self.device,
+                progress=progress,
+            )
+        self._barrier()
+        return out / CHECKPOINT_NAME
+
+    def translate(self, progress: Progress) -> list[Path]:
+        """Fake satellite image of every training panorama (``run_dir/fake``)."""
+        from ucvgl.services.cyclegan import translate
+
+        bev = self.project(NullProgress())
+        ckpt = self.run_dir / "cyclegan" / "cyclegan_last.pt"
+        if not ckpt.exists():
+            ckpt = self.cyclegan(NullProgress())
+        out = self.run_dir / "fake"
+        if self.dist.is_main:
+            translate(
+                ckpt,
+                bev,
+                out,
+                device=self.device,
+                out_size=self.preset.satellite_size,
+                progress=progress,
+            )
+        self._barrier()
+        return translate(ckpt, bev, out, device="cpu", out_size=self.preset.satellite_size)
+
+    def cold_start(self, progress: Progress) -> Path:
+        """Intra-view then ground <-> fake contrastive training; returns the weights file."""
+        from ucvgl.services.training.cold_start import CROSS_DIR, cold_start
+
+        final = self.stages_dir / CROSS_DIR / "model.pt"
+        if final.exists():
+            from ucvgl.services.training.trainer import load_weights_into
+
+            load_weights_into(self.model, final)
+            return final
+        fakes = self.translate(NullProgress())
+        cold_start(
+            self.model,
+            self.train_split,
+            fakes,
+            self.preset,
+            self.stages_dir,
+            device=self.device,
+            progress=progress,
+            dist_info=self.dist,
+            seed=self.seed,
+        )
+        return final
+
+    def known_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The seeded ``gt_ratio`` share of true training pairs (semi-supervised)."""
+        from ucvgl.services.training.supervised import known_pairs_from_ratio
+
+        return known_pairs_from_ratio(self.train_split, self.gt_ratio, self.seed)
+
+    def semi_warmup(self, progress: Progress) -> Path:
+        """Train on the known pairs before the AMM rounds (semi-supervised)."""
+        from ucvgl.services.training.supervised import train_on_pairs
+
+        result = train_on_pairs(
+            self.model,
+            self.train_split,
+            self.known_pairs(),
+            self.preset,
+            self.stages_dir / "semi_warmup",
+            name="semi-supervised warm-up",
+            epochs=self.preset.semi_warm_epochs,
+            device=self.device,
+            progress=progress,
+            dist_info=self.dist,
+            seed=self.seed,
+        )
+        return result.model_path
+
+    def supervised(self, progress: Progress) -> Path:
+        """The supervised baseline on every true training pair."""
+        from ucvgl.services.training.supervised import train_on_pairs, true_pairs
+
+        result = train_on_pairs(
+            self.model,
+            self.train_split,
+            true_pairs(self.train_split),
+            self.preset,
+            self.stages_dir / "supervised",
+            name="supervised",
+            epochs=self.preset.supervised_epochs,
+            device=self.device,
+            progress=progress,
+            dist_info=self.dist,
+            seed=self.seed,
+        )
+        return result.model_path
+
+    def _start_path(self) -> Path:
+        if self.mode == "unsupervised":
+            return self.cold_start(NullProgress())
+        if self.mode == "semi":
+            return self.semi_warmup(NullProgress())
+        raise ConfigError("AMM rounds belong to modes 'unsupervised' and 'semi'")
+
+    def amm(self, progress: Progress, only_round: int | None = None) -> dict[str, Any]:
+        """Pseudo-label rounds; returns rounds, candidates and the label-free selection."""
+        from ucvgl.services.training.amm import run_amm
+
+        start = self._start_path()
+        known = self.known_pairs() if self.mode == "semi" else None
+        result = run_amm(
+            self.model,
+            self.train_split,
+            self.preset,
+            self.preset.threshold_for(self.dataset.format),
+            self.stages_dir,
+            self.run_dir,
+            initial_path=start,
+            known_pairs=known,
+            positives=self.train_split.positives,
+            device=self.device,
+            progress=progress,
+            dist_info=self.dist,
+            seed=self.seed,
+            only_round=only_round,
+        )
+        if self.dist.is_main:
+            write_json(self.run_dir / "amm.json", result)
+        return result
+
+    def select(self, progress: Progress) -> Path:
+        """Copy the chosen weights to ``run_dir/model/selected.pt`` (no ground truth read)."""
+        target = self.run_dir / SELECTED_MODEL
+        if target.exists():
+            return target
+        if self.mode == "supervised":
+            chosen = {
+                "name": "supervised",
+                "path": str(self.supervised(NullProgress())),
+                "criterion": None,
+            }
+        else:
+            chosen = self.amm(progress)["selected"]
+        if self.dist.is_main:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(chosen["path"], tmp)
+            tmp.replace(target)
+            write_json(self.run_dir / "model" / "selection.json", chosen)
+        self._barrier()
+        return target
+
+    def selected_model(self):
+        """The selected ``TwoViewModel`` (running the stages before it when needed)."""
+        from ucvgl.services.training.trainer import load_weights_into
+
+        path = self.select(NullProgress())
+        load_weights_into(self.model, path)
+        return self.model
+
+    def evaluate(self, progress: Progress) -> dict[str, Any] | None:
+        """Recall@1/5/10/1% of the selected model on the evaluation split (or None)."""
+        from ucvgl.services.evaluation import recall_at_k, vigor_hit_rate
+        from ucvgl.services.training.embed import embed_split
+
+        out = self.run_dir / "evaluation.json"
+        if out.exists():
+            return json.loads(out.read_text())["recall"]
+        model = self.selected_model()
+        if self.eval_name is None or not self.dataset.split(self.eval_name).has_ground_truth:
+            result = None
+        else:
+            split = self.dataset.split(self.eval_name)
+            cache = self.run_dir / "cache"
+            g = embed_split(
+                model,
+                split,
+                "ground",
+                batch_size=self.preset.eval_batch_size,
+                device=self.device,
+                cache_dir=cache,
+                progress=ScaledProgress(progress, 0.0, 0.5),
+            )
+            s = embed_split(
+                model,
+                split,
+                "satellite",
+                batch_size=self.preset.eval_batch_size,
+                device=self.device,
+                cache_dir=cache,
+                progress=ScaledProgress(progress, 0.5, 0.95),
+            )
+            result = recall_at_k(g, s, split.positives, device=self.device)
+            if split.semi_positives is not None:
+                result.update(
+                    vigor_hit_rate(g, s, split.positives, split.semi_positives, device=self.device)
+                )
+        if self.dist.is_main:
+            write_json(out, {"split": self.eval_name, "recall": result})
+        progress.update("evaluate", 1.0)
+        return result
+
+    def index(self, progress: Progress) -> Path:
+        """A faiss index over every satellite tile of the dataset (``run_dir/index``)."""
+        from ucvgl.services.index import SatelliteIndex
+        from ucvgl.services.training.embed import embed_split
+
+        out = self.run_dir / "index"
+        if (out / "manifest.json").exists():
+            return out
+        model = self.selected_model()
+        embeddings, ids, metadata, seen = [], [], [], set()
+        names = list(self.dataset.splits)
+        for i, name in enumerate(names):
+            split = self.dataset.split(name)
+            emb = embed_split(
+                model,
+                split,
+                "satellite",
+                batch_size=self.preset.eval_batch_size,
+                device=self.device,
+                cache_dir=self.run_dir / "cache",
+                progress=ScaledProgress(progress, i / len(names), (i + 1) / len(names)),
+            )
+            keep = []
+            for j, (sid, path) in enumerate(
+                zip(split.satellite_ids, split.satellite_paths, strict=True)
+            ):
+                if str(path) in seen:
+                    continue
+                seen.add(str(path))
+                keep.append(j)
+                ids.append(sid)
+                metadata.append(_tile_metadata(split, j, name))
+            embeddings.append(emb[keep])
+        if len(set(ids)) != len(ids):  # the same id in two splits: qualify by split
+            ids = [f"{m['split']}/{sid}" for sid, m in zip(ids, metadata, strict=True)]
+        import torch
+
+        if self.dist.is_main:
+            index = SatelliteIndex.build(torch.cat(embeddings).numpy(), ids, metadata=metadata)
+            index.save(out)
+        self._barrier()
+        return out
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> dict[str, Any]:
+        """Run every stage of the mode (skipping finished ones) and write the report."""
+        stages = STAGES[self.mode]
+        weights = [STAGE_WEIGHTS[s] for s in stages]
+        total, done = sum(weights), 0.0
+        for name, w in zip(stages, weights, strict=True):
+            self.progress.check_cancelled()
+            sub = ScaledProgress(self.progress, done / total, (done + w) / total)
+            fn = getattr(self, name)
+            self._timed(name, fn, sub)
+            done += w
+        return self.write_report()
+
+    def report(self) -> dict[str, Any]:
+        """The report of the stages finished so far."""
+        amm_file = self.run_dir / "amm.json"
+        amm = json.loads(amm_file.read_text()) if amm_file.exists() else {}
+        evaluation = self.run_dir / "evaluation.json"
+        recall = json.loads(evaluation.read_text())["recall"] if evaluation.exists() else None
+        rounds = amm.get("rounds", [])
+        selection_file = self.run_dir / "model" / "selection.json"
+        return {
+            "mode": self.mode,
+            "preset": self.preset.name,
+            "dataset": {
+                "name": self.dataset.name,
+                "format": self.dataset.format,
+                "train_split": self.train_name,
+                "eval_split": self.eval_name,
+                "splits": self.dataset.counts(),
+                **(
+                    {"known_pairs": int(len(self.known_pairs()[0])), "gt_ratio": self.gt_ratio}
+                    if self.mode == "semi"
+                    else {}
+                ),
+            },
+            "recall": None
+            if recall is None
+            else {k: recall.get(k) for k in ("r1", "r5", "r10", "r1p")}
+            | {k: v for k, v in recall.items() if k not in ("r1", "r5", "r10", "r1p")},
+            "rounds": rounds,
+            "selection": {
+                "criterion": "mutual matches of the training pool with margin >= T, "
+                "plus their mean margin (no ground truth)",
+                "candidates": amm.get("candidates", []),
+                "selected": json.loads(selection_file.read_text())
+                if selection_file.exists()
+                else None,
+            },
+            "stages": [{"name": s, "seconds": self.times.get(s, 0.0)} for s in STAGES[self.mode]],
+            "run_dir": str(self.run_dir),
+            "model_path": str(self.run_dir / SELECTED_MODEL),
+            "index_dir": str(self.run_dir / "index"),
+            "device": self.device,
+            "seed": self.seed,
+        }
+
+    def write_report(self) -> dict[str, Any]:
+        """Write ``report.json`` and return it."""
+        report = self.report()
+        if self.dist.is_main:
+            write_json(self.run_dir / REPORT_FILE, report)
+        return report
+
+
+def _tile_metadata(split: ViewSplit, j: int, split_name: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"path": str(split.satellite_paths[j]), "split": split_name}
+    if split.satellite_latlon is not None:
+        meta["lat"], meta["lon"] = (float(v) for v in split.satellite_latlon[j])
+    if split.satellite_xy is not None:
+        meta["x"], meta["y"] = (float(v) for v in split.satellite_xy[j])
+    return meta
+
+
+def run_pipeline(
+    data: Path,
+    format: str,
+    mode: str,
+    preset: str | Preset,
+    out: Path,
+    *,
+    gt_ratio: float = 0.1,
+    device: str | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Load the dataset at ``data`` and run the whole pipeline of ``mode`` into ``out``.
+
+    Returns:
+        The report (also written to ``out/report.json``).
+    """
+    from ucvgl.services.datasets import load_dataset
+
+    dataset = load_dataset(Path(data), format)
+    run = PipelineRun(
+        dataset,
+        out,
+        mode=mode,
+        preset=preset,
+        gt_ratio=gt_ratio,
+        device=device,
+        progress=progress,
+        seed=seed,
+    )
+    return run.run()
+
+
+# ---------------------------------------------------------------------- worker entry point
+JOB_TYPES = (
+    "project",
+    "cyclegan",
+    "cold_start",
+    "amm_round",
+    "semi",
+    "supervised",
+    "evaluate",
+    "index",
+    "pipeline",
+)
+_COMMON_PARAMS = {"preset": str, "device": str, "seed": int}
+_JOB_PARAMS: dict[str, dict[str, type | tuple]] = {
+    "project": {},
+    "cyclegan": {},
+    "cold_start": {},
+    "amm_round": {"round": int, "mode": str, "gt_ratio": (int, float)},
+    "semi": {"gt_ratio": (int, float)},
+    "supervised": {},
+    "evaluate": {"mode": str, "gt_ratio": (int, float)},
+    "index": {"mode": str, "gt_ratio": (int, float)},
+    "pipeline": {"mode": str, "gt_ratio": (int, float)},
+}
+_JOB_MODE = {
+    "project": "unsupervised",
+    "cyclegan": "unsupervised",
+    "cold_start": "unsupervised",
+    "semi": "semi",
+    "supervised": "supervised",
+}
+
+
+def validate_job_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check a job's parameters; raises ConfigError naming the bad field."""
+    if job_type not in JOB_TYPES:
+        raise ConfigError(f"job_type must be one of {JOB_TYPES}, got {job_type!r}")
+    if not isinstance(params, dict):
+        raise ConfigError("params must be a JSON object")
+    allowed = {**_COMMON_PARAMS, **_JOB_PARAMS[job_type]}
+    for key, value in params.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"params.{key}: not a parameter of job {job_type!r}; allowed: {sorted(allowed)}"
+            )
+        kind = allowed[key]
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ConfigError(f"params.{key}: expected {kind}, got {type(value).__name__}")
+    out = dict(params)
+    if "preset" in out:
+        get_preset(out["preset"])
+    if "mode" in out and out["mode"] not in MODES:
+        raise ConfigError(f"params.mode: must be one of {MODES}, got {out['mode']!r}")
+    if "gt_ratio" in out and not 0.0 < float(out["gt_ratio"]) <= 1.0:
+        raise ConfigError(f"params.gt_ratio: must be in (0, 1], got {out['gt_ratio']}")
+    if "round" in out and out["round"] < 1:
+        raise ConfigError(f"params.round: must be >= 1, got {out['round']}")
+    if job_type in _JOB_MODE and out.get("mode", _JOB_MODE[job_type]) != _JOB_MODE[job_type]:
+        raise ConfigError(f"params.mode: job {job_type!r} runs mode {_JOB_MODE[job_type]!r}")
+    return out
+
+
+def run_job(
+    job_type: str,
+    dataset: CrossViewDataset,
+    params: dict[str, Any],
+    run_dir: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Run one job of the service (the Celery worker's entry point).
+
+    Each job runs the stages it needs, skipping those already finished in ``run_dir``.
+
+    Args:
+        job_type: one of :data:`JOB_TYPES`.
+        dataset: the dataset index.
+        params: job parameters: ``preset``, ``device``, ``seed`` for all; ``mode`` and
+            ``gt_ratio`` where the job type does not fix them; ``round`` for 'amm_round'.
+        run_dir: the run folder shared by the jobs of one training run.
+        progress: progress / cancellation (raises JobCancelled; checkpoints stay usable).
+
+    Returns:
+        A JSON-able dict (paths as strings).
+    """
+    p = validate_job_params(job_type, params)
+    mode = _JOB_MODE.get(job_type, p.get("mode", "unsupervised"))
+    run = PipelineRun(
+        dataset,
+        Path(run_dir),
+        mode=mode,
+        preset=p.get("preset", "cpu"),
+        gt_ratio=float(p.get("gt_ratio", 0.1)),
+        device=p.get("device"),
+        progress=progress,
+        seed=int(p.get("seed", 0)),
+    )
+    if job_type == "project":
+        paths = run._timed("project", run.project, progress)
+        return {"bev_dir": str(run.run_dir / "bev"), "count": len(paths)}
+    if job_type == "cyclegan":
+        ckpt = run._timed("cyclegan", run.cyclegan, ScaledProgress(progress, 0.0, 0.9))
+        fakes = run._timed("translate", run.translate, ScaledProgress(progress, 0.9, 1.0))
+        return {"checkpoint": str(ckpt), "fake_dir": str(run.run_dir / "fake"), "count": len(fakes)}
+    if job_type == "cold_start":
+        path = run._timed("cold_start", run.cold_start, progress)
+        return {"model_path": str(path)}
+    if job_type == "amm_round":
+        result = run._timed("amm", lambda pr: run.amm(pr, only_round=p.get("round")), progress)
+        return _jsonable(
+            {
+                "rounds": result["rounds"],
+                "candidates": result["candidates"],
+                "selected": result["selected"],
+            }
+        )
+    if job_type in ("semi", "supervised"):
+        return run.run()
+    if job_type == "evaluate":
+        recall = run._timed("evaluate", run.evaluate, progress)
+        return {"split": run.eval_name, "recall": recall}
+    if job_type == "index":
+        out = run._timed("index", run.index, progress)
+        return {"index_dir": str(out)}
+    return run.run()
+
+
+def _jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=_json_default))

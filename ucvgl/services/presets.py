@@ -1,0 +1,210 @@
+"""Named bundles of pipeline settings: ``tiny`` (tests), ``cpu`` (demo), ``paper-*``.
+
+A :class:`Preset` fixes image sizes, the backbone, the CycleGAN settings and the epochs
+and learning rates of every training stage. Presets are frozen; ``preset.replace(...)``
+derives a variant (benchmarks and tests use it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ucvgl.shared.errors import ConfigError
+
+DEFAULT_AMM_THRESHOLD = {"cvusa": 0.05, "cvact": 0.025, "vigor": 0.035, "folder": 0.025}
+"""Curriculum start T of the margin threshold per dataset format (the authors' values)."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings of one pipeline run.
+
+    Attributes:
+        name: preset name.
+        backbone: timm model name of both encoders.
+        safa: SAFA spatial-aware aggregation (True) or global average pooling.
+        ground_size: (H, W) of panoramas fed to the ground encoder.
+        satellite_size: side of satellite / fake satellite tiles fed to the satellite encoder.
+        bev_size: side of the projected BEV images (the CycleGAN translates them).
+        cyclegan: keyword arguments of ``CycleGANConfig``.
+        batch_size: pairs (or images) per training step.
+        eval_batch_size: images per step when embedding.
+        lr: AdamW learning rate of the cold start and the supervised stages.
+        amm_lr: learning rate of the pseudo-label rounds (low: they continue the cold start).
+        weight_decay: AdamW weight decay.
+        warmup_fraction: fraction of a stage's steps with a linear learning-rate warm-up.
+        grad_clip: max gradient norm (0 = off).
+        intra_epochs: intra-view contrastive epochs of the cold start (each encoder).
+        cross_epochs: ground <-> fake satellite epochs of the cold start.
+        amm_rounds: pseudo-label rounds (each re-labels, then trains).
+        amm_epochs_per_round: training epochs after each re-labelling.
+        supervised_epochs: epochs of the supervised baseline.
+        semi_warm_epochs: epochs on the known pairs before the semi-supervised AMM rounds.
+        unlabelled_ratio: unlabelled (ground, tile) items added per pseudo-pair as extra
+            negatives in AMM batches.
+        coverage_switch: while pseudo-pairs cover less than this fraction of the pool, they
+            are duplicated up to ``min_epoch_fraction`` of the pool per epoch (authors: 0.4).
+        min_epoch_fraction: minimum epoch size (fraction of the pool) when duplicating.
+        amm_threshold: curriculum start T per dataset format (None = the authors' values).
+        hard_negatives: build batches from GPS / visual neighbours.
+        neighbours_per_seed: neighbours pulled into a batch after each random seed item.
+        min_place_distance_m: tiles closer than this never share a batch.
+        smoothing_intra / smoothing_cross / smoothing_pseudo: InfoNCE label smoothing.
+    """
+
+    name: str
+    backbone: str
+    ground_size: tuple[int, int]
+    satellite_size: int
+    bev_size: int
+    cyclegan: dict[str, Any] = field(default_factory=dict)
+    safa: bool = True
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lr: float = 1e-4
+    amm_lr: float = 2e-5
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+    intra_epochs: int = 1
+    cross_epochs: int = 1
+    amm_rounds: int = 2
+    amm_epochs_per_round: int = 1
+    supervised_epochs: int = 1
+    semi_warm_epochs: int = 1
+    unlabelled_ratio: float = 0.5
+    coverage_switch: float = 0.4
+    min_epoch_fraction: float = 0.4
+    amm_threshold: dict[str, float] | None = None
+    hard_negatives: bool = True
+    neighbours_per_seed: int = 3
+    min_place_distance_m: float = 20.0
+    smoothing_intra: float = 0.1
+    smoothing_cross: float = 0.3
+    smoothing_pseudo: float = 0.1
+
+    def threshold_for(self, fmt: str) -> float:
+        """Curriculum start T for a dataset format."""
+        table = {**DEFAULT_AMM_THRESHOLD, **(self.amm_threshold or {})}
+        return float(table.get(fmt, DEFAULT_AMM_THRESHOLD["folder"]))
+
+    def encoder_config(self):
+        """The ``EncoderConfig`` of this preset's two-view model."""
+        from ucvgl.services.models import EncoderConfig
+
+        return EncoderConfig(
+            backbone=self.backbone,
+            safa=self.safa,
+            ground_size=tuple(self.ground_size),
+            satellite_size=(self.satellite_size, self.satellite_size),
+        )
+
+    def cyclegan_config(self, **overrides: Any):
+        """The ``CycleGANConfig`` of this preset."""
+        from ucvgl.services.cyclegan import CycleGANConfig
+
+        return CycleGANConfig(**{"size": self.bev_size, **self.cyclegan, **overrides})
+
+    def replace(self, **changes: Any) -> Preset:
+        """A copy with some fields changed (unknown fields raise ConfigError)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"unknown preset fields {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for reports."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    # Seconds on a CPU: for tests only (the results mean nothing).
+    "tiny": Preset(
+        name="tiny",
+        backbone="test_convnext",
+        ground_size=(32, 64),
+        satellite_size=32,
+        bev_size=32,
+        cyclegan=dict(ngf=4, ndf=4, n_blocks=1, n_layers=2, epochs=1, batch_size=4, pool_size=0),
+        batch_size=8,
+        eval_batch_size=32,
+        lr=1e-3,
+        amm_lr=2e-4,
+        intra_epochs=1,
+        cross_epochs=1,
+        amm_rounds=2,
+        amm_epochs_per_round=1,
+        supervised_epochs=1,
+        semi_warm_epochs=1,
+        min_place_distance_m=0.0,
+    ),
+    # The demo: ~1,000 locations on 2 CPU cores in about 20 minutes.
+    "cpu": Preset(
+        name="cpu",
+        backbone="convnext_atto",
+        ground_size=(128, 256),
+        satellite_size=128,
+        bev_size=64,
+        cyclegan=dict(ngf=8, ndf=8, n_blocks=2, epochs=4, batch_size=4),
+        batch_size=64,
+        eval_batch_size=64,
+        lr=3e-4,
+        amm_lr=3e-5,
+        intra_epochs=2,
+        cross_epochs=8,
+        amm_rounds=3,
+        amm_epochs_per_round=2,
+        supervised_epochs=12,
+        semi_warm_epochs=6,
+    ),
+    # The paper's settings (GPU): ConvNeXt-S at 224 and ConvNeXt-B at 384.
+    "paper-small": Preset(
+        name="paper-small",
+        backbone="convnext_small",
+        ground_size=(224, 448),
+        satellite_size=224,
+        bev_size=320,
+        cyclegan=dict(ngf=64, ndf=64, n_blocks=9, epochs=20, batch_size=1, pool_size=50),
+        batch_size=128,
+        eval_batch_size=256,
+        lr=1e-4,
+        amm_lr=1e-5,
+        intra_epochs=12,
+        cross_epochs=16,
+        amm_rounds=34,
+        amm_epochs_per_round=1,
+        supervised_epochs=40,
+        semi_warm_epochs=6,
+    ),
+    "paper-base": Preset(
+        name="paper-base",
+        backbone="convnext_base",
+        ground_size=(384, 768),
+        satellite_size=384,
+        bev_size=320,
+        cyclegan=dict(ngf=64, ndf=64, n_blocks=9, epochs=20, batch_size=1, pool_size=50),
+        batch_size=128,
+        eval_batch_size=256,
+        lr=1e-4,
+        amm_lr=1e-5,
+        intra_epochs=12,
+        cross_epochs=16,
+        amm_rounds=34,
+        amm_epochs_per_round=1,
+        supervised_epochs=40,
+        semi_warm_epochs=6,
+    ),
+}
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """The preset called ``name`` (or ``name`` itself when it is already a Preset)."""
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

@@ -1,0 +1,364 @@
+"""Adaptive Mutual Matching (paper Sec. 3.3): pseudo-label rounds with a curriculum.
+
+Each round embeds the training pool (ground panoramas and REAL satellite tiles) with the
+current model, keeps the mutual nearest neighbours whose margin (top1 - top2 of the
+panorama's similarities) reaches the curriculum threshold tau(round), writes them to
+``labels/round_NNN.csv``, and trains both encoders on them, CONTINUING from the current
+weights at a low learning rate with unlabelled images as extra negatives. The next round
+re-labels with the improved model.
+
+The model is selected WITHOUT ground truth: every candidate (the starting model and the
+model after each round) gets a label-free score computed on the unlabelled training pool
+(:func:`label_free_criterion`); ground truth, where a dataset has it, is only used to
+report how many pseudo-labels were correct.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ucvgl.services.datasets.index import ViewSplit
+from ucvgl.services.presets import Preset
+from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
+from ucvgl.services.training.distributed import DistInfo
+from ucvgl.services.training.embed import embed_split
+from ucvgl.services.training.pair_stage import (
+    build_items,
+    hard_negative_tile_neighbours,
+    train_on_items,
+)
+from ucvgl.services.training.trainer import StageConfig, load_weights_into, stage_done
+from ucvgl.shared.fileio import atomic_write_text
+
+LABEL_COLUMNS = ("ground_id", "satellite_id", "margin", "similarity", "correct")
+HARD_NEGATIVE_K = 16
+
+
+def round_dir(out_dir: Path, round_index: int) -> Path:
+    """The folder of AMM round ``round_index`` (1-based)."""
+    return Path(out_dir) / f"amm_round_{round_index:03d}"
+
+
+def labels_path(run_dir: Path, round_index: int) -> Path:
+    """``run_dir/labels/round_NNN.csv``."""
+    return Path(run_dir) / "labels" / f"round_{round_index:03d}.csv"
+
+
+def label_free_criterion(matches, tau_ref: float) -> dict[str, float]:
+    """A model-selection score computable without any ground truth.
+
+    The number of mutual nearest-neighbour pairs of the unlabelled pool whose margin
+    reaches ``tau_ref`` (confident, unambiguous matches), with their mean margin as a
+    tie-break: ``score = confident + mean_margin_of_confident`` (margins are < 1).
+
+    Args:
+        matches: ``MutualMatches`` of the whole training pool.
+        tau_ref: a FIXED margin (the curriculum's start T), so scores of different rounds
+            are comparable.
+    """
+    margin = matches.margin.float()
+    confident = margin >= tau_ref
+    n_conf = int(confident.sum())
+    mean_conf = float(margin[confident].mean()) if n_conf else 0.0
+    return {
+        "mutual": int(matches.num_pairs),
+        "confident": n_conf,
+        "tau_ref": float(tau_ref),
+        "mean_margin": float(margin.mean()) if matches.num_pairs else 0.0,
+        "score": n_conf + mean_conf,
+    }
+
+
+def select_by_criterion(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The candidate with the highest label-free ``criterion['score']`` (later wins ties).
+
+    Args:
+        candidates: dicts with at least ``name``, ``path`` and ``criterion``.
+    """
+    if not candidates:
+        raise ValueError("no candidate models to select from")
+    best = max(range(len(candidates)), key=lambda i: (candidates[i]["criterion"]["score"], i))
+    return candidates[best]
+
+
+def write_labels_csv(
+    path: Path,
+    split: ViewSplit,
+    ground_idx: np.ndarray,
+    satellite_idx: np.ndarray,
+    margin: np.ndarray,
+    similarity: np.ndarray,
+    positives: np.ndarray | None,
+) -> Path:
+    """Write pseudo-labels as CSV (ground_id, satellite_id, margin, similarity, correct).
+
+    ``correct`` is 1/0 where the ground truth of the panorama is known, empty otherwise.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LABEL_COLUMNS)
+    for g, s, m, sim in zip(ground_idx, satellite_idx, margin, similarity, strict=True):
+        correct = ""
+        if positives is not None and positives[g] >= 0:
+            correct = int(positives[g] == s)
+        writer.writerow(
+            [split.ground_ids[g], split.satellite_ids[s], f"{m:.6f}", f"{sim:.6f}", correct]
+        )
+    return atomic_write_text(path, buf.getvalue())
+
+
+@dataclass
+class PoolMatch:
+    """Mutual matches of the training pool and the embeddings they came from."""
+
+    matches: Any
+    ground: torch.Tensor
+    satellite: torch.Tensor
+
+
+def match_pool(
+    model: torch.nn.Module,
+    split: ViewSplit,
+    preset: Preset,
+    *,
+    device: str,
+    cache_dir: Path | None,
+    progress: Progress,
+) -> PoolMatch:
+    """Embed the pool's panoramas and real tiles and find their mutual nearest neighbours."""
+    from ucvgl.services.matching import mutual_match
+
+    g = embed_split(
+        model,
+        split,
+        "ground",
+        batch_size=preset.eval_batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        progress=ScaledProgress(progress, 0.0, 0.5),
+    )
+    s = embed_split(
+        model,
+        split,
+        "satellite",
+        batch_size=preset.eval_batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        progress=ScaledProgress(progress, 0.5, 1.0),
+    )
+    return PoolMatch(mutual_match(g, s, device=device), g, s)
+
+
+def _merge_known(
+    pseudo_g: np.ndarray, pseudo_s: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Known pairs first, then the pseudo-pairs that touch no known image.
+
+    Returns (ground, satellite, keep_mask over the pseudo-pairs).
+    """
+    if known is None or len(known[0]) == 0:
+        return pseudo_g, pseudo_s, np.ones(len(pseudo_g), dtype=bool)
+    kg, ks = known
+    keep = ~np.isin(pseudo_g, kg) & ~np.isin(pseudo_s, ks)
+    return (
+        np.concatenate([kg, pseudo_g[keep]]).astype(np.int64),
+        np.concatenate([ks, pseudo_s[keep]]).astype(np.int64),
+        keep,
+    )
+
+
+def run_amm(
+    model: torch.nn.Module,
+    split: ViewSplit,
+    preset: Preset,
+    threshold_T: float,
+    out_dir: Path,
+    run_dir: Path,
+    *,
+    initial_path: Path,
+    rounds: int | None = None,
+    known_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    positives: np.ndarray | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    dist_info: DistInfo | None = None,
+    seed: int = 0,
+    only_round: int | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the pseudo-label rounds and select a model without ground truth.
+
+    Args:
+        model: the ``TwoViewModel`` holding the starting weights (cold start or semi warm-up).
+        split: the training pool.
+        preset: sizes, epochs per round, learning rate, batch composition.
+        threshold_T: curriculum start T; round r of R uses tau = T (1 + cos(pi (r-1)/R)) / 2.
+        out_dir: stage folders ``amm_round_NNN`` and the embedding cache.
+        run_dir: receives ``labels/round_NNN.csv``.
+        initial_path: the starting weights file (a selection candidate).
+        rounds: number of rounds (default ``preset.amm_rounds``).
+        known_pairs: (ground, tile) index arrays always kept as labels (semi-supervised).
+        positives: ground truth used ONLY to count correct pseudo-labels in the records.
+        only_round: run rounds up to this one and stop (the worker's "amm_round" job).
+
+    Returns:
+        {"rounds": [per-round records], "candidates": [...], "selected": {...} or None}.
+    """
+    progress = progress or NullProgress()
+    rounds = preset.amm_rounds if rounds is None else rounds
+    out_dir, run_dir = Path(out_dir), Path(run_dir)
+    cache_dir = out_dir / "cache"
+    last = rounds if only_round is None else min(only_round, rounds)
+    records: list[dict[str, Any]] = []
+    candidates = [{"name": "start", "path": str(initial_path), "criterion": None}]
+    for r in range(1, last + 1):
+        sub = ScaledProgress(progress, (r - 1) / (last + 1), r / (last + 1), f"AMM round {r}")
+        rdir = round_dir(out_dir, r)
+        record_file = rdir / "record.json"
+        if stage_done(rdir) and record_file.exists():
+            load_weights_into(model, rdir / "model.pt")
+            record = json.loads(record_file.read_text())
+        else:
+            record = _label_round(
+                model,
+                split,
+                preset,
+                threshold_T,
+                r,
+                rounds,
+                rdir,
+                run_dir,
+                known_pairs,
+                positives,
+                device,
+                cache_dir,
+                ScaledProgress(sub, 0.0, 0.3),
+            )
+            labels = np.load(rdir / "labels.npz")
+            items = build_items(
+                labels["ground"],
+                labels["satellite"],
+                split.num_ground,
+                split.num_satellite,
+                unlabelled_ratio=preset.unlabelled_ratio,
+                coverage_switch=preset.coverage_switch,
+                min_epoch_fraction=preset.min_epoch_fraction,
+                seed=seed * 7919 + r,
+            )
+            neighbours = None
+            if preset.hard_negatives:
+                sat_emb = embed_split(
+                    model,
+                    split,
+                    "satellite",
+                    batch_size=preset.eval_batch_size,
+                    device=device,
+                    cache_dir=cache_dir,
+                )
+                neighbours = hard_negative_tile_neighbours(split, HARD_NEGATIVE_K, sat_emb)
+            cfg = StageConfig(
+                f"AMM round {r}",
+                preset.amm_epochs_per_round,
+                preset.amm_lr,
+                preset.weight_decay,
+                preset.warmup_fraction,
+                preset.grad_clip,
+                seed * 100 + r,
+            )
+            result = train_on_items(
+                model,
+                split,
+                items,
+                cfg,
+                rdir,
+                preset,
+                smoothing=preset.smoothing_pseudo,
+                tile_neighbours=neighbours,
+                device=device,
+                progress=ScaledProgress(sub, 0.3, 1.0),
+                dist_info=dist_info,
+                state={"round": r, "threshold": record["threshold"]},
+            )
+            record["items"] = {"total": len(items), "positive": items.num_positive}
+            record["train"] = result.history
+            atomic_write_text(record_file, json.dumps(record, indent=1))
+        records.append(record)
+        candidates[-1]["criterion"] = record["criterion_before"]
+        candidates.append({"name": f"round {r}", "path": str(rdir / "model.pt"), "criterion": None})
+    selected = None
+    final = match_pool(
+        model,
+        split,
+        preset,
+        device=device,
+        cache_dir=cache_dir,
+        progress=ScaledProgress(progress, last / (last + 1), 1.0, "AMM selection"),
+    )
+    candidates[-1]["criterion"] = label_free_criterion(final.matches, threshold_T)
+    if records:
+        records[-1]["criterion_after"] = candidates[-1]["criterion"]
+    selected = select_by_criterion(candidates)
+    return {"rounds": records, "candidates": candidates, "selected": selected}
+
+
+def _label_round(
+    model,
+    split,
+    preset,
+    threshold_T,
+    r,
+    rounds,
+    rdir,
+    run_dir,
+    known_pairs,
+    positives,
+    device,
+    cache_dir,
+    progress,
+) -> dict[str, Any]:
+    """Pseudo-label the pool for round ``r`` (or reload the labels of an interrupted round)."""
+    from ucvgl.services.matching import curriculum_threshold, margin_histogram
+
+    record_file = rdir / "record.json"
+    if record_file.exists() and (rdir / "labels.npz").exists():
+        return json.loads(record_file.read_text())
+    rdir.mkdir(parents=True, exist_ok=True)
+    pool = match_pool(model, split, preset, device=device, cache_dir=cache_dir, progress=progress)
+    matches = pool.matches
+    tau = curriculum_threshold(float(threshold_T), r - 1, rounds)
+    kept = matches.filter(tau)
+    pg, ps = kept.ground_idx.numpy(), kept.satellite_idx.numpy()
+    train_g, train_s, keep = _merge_known(pg, ps, known_pairs)
+    pg, ps = pg[keep], ps[keep]
+    margin_all = (matches.ground_top1 - matches.ground_top2).numpy()
+    sim = (pool.ground[train_g] * pool.satellite[train_s]).sum(1).numpy()
+    lpath = labels_path(run_dir, r)
+    write_labels_csv(lpath, split, train_g, train_s, margin_all[train_g], sim, positives)
+    correct = total_known = None
+    if positives is not None and (np.asarray(positives) >= 0).any():
+        pos = np.asarray(positives)
+        known_truth = pos[pg] >= 0
+        correct = int((pos[pg][known_truth] == ps[known_truth]).sum())
+        total_known = int(known_truth.sum())
+    record = {
+        "round": r,
+        "threshold": tau,
+        "mutual": matches.num_pairs,
+        "labels": int(len(pg)),
+        "correct": correct,
+        "known_labels": 0 if known_pairs is None else int(len(known_pairs[0])),
+        "label_precision": None if not total_known else correct / total_known,
+        "margin_histogram": margin_histogram(matches.margin),
+        "labels_path": str(lpath),
+        "criterion_before": label_free_criterion(matches, threshold_T),
+    }
+    np.savez(rdir / "labels.npz", ground=train_g, satellite=train_s)
+    atomic_write_text(record_file, json.dumps(record, indent=1))
+    return record

@@ -1,0 +1,197 @@
+"""Cold start (paper Sec. 3.2): self-supervised contrastive learning without any pair.
+
+1. Intra-view: two augmentations of one image are positives, the other images of the
+   batch negatives (SimCLR style), for the ground encoder on panoramas and the satellite
+   encoder on satellite tiles (label smoothing 0.1).
+2. Cross-view: a panorama and ITS fake satellite image (the CycleGAN's translation of its
+   BEV) are positives (label smoothing 0.3), with joint flips / quarter turns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ucvgl.services.datasets.index import ViewSplit
+from ucvgl.services.presets import Preset
+from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
+from ucvgl.services.training.data import (
+    TwoCropDataset,
+    ground_images,
+    make_loader,
+    satellite_images,
+)
+from ucvgl.services.training.distributed import DistInfo
+from ucvgl.services.training.pair_stage import PairItems, train_on_items
+from ucvgl.services.training.trainer import StageConfig, StageResult, StageRunner, contrastive_loss
+
+INTRA_DIR = "cold_start_intra"
+CROSS_DIR = "cold_start_cross"
+
+
+def _infinite(loader):
+    if len(loader) == 0:
+        raise ValueError("an intra-view loader has no batch (empty image list)")
+    while True:
+        yield from loader
+
+
+def train_intra_view(
+    model: torch.nn.Module,
+    split: ViewSplit,
+    preset: Preset,
+    stage_dir: Path,
+    *,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    dist_info: DistInfo | None = None,
+    seed: int = 0,
+) -> StageResult:
+    """Intra-view contrastive epochs for both encoders (resumable)."""
+    from ucvgl.services.augment import TwoCropTransform
+
+    dist_info = dist_info or DistInfo(device=str(device))
+    mean, std = model.data_config.get("mean"), model.data_config.get("std")
+    gsize, ssize = tuple(preset.ground_size), (preset.satellite_size, preset.satellite_size)
+    ground = TwoCropDataset(
+        ground_images(split, gsize), TwoCropTransform(gsize, mean, std, view="ground")
+    )
+    sat = TwoCropDataset(
+        satellite_images(split, preset.satellite_size),
+        TwoCropTransform(ssize, mean, std, view="satellite"),
+    )
+    batch = preset.batch_size
+
+    def loader(ds):
+        if dist_info.enabled:
+            from torch.utils.data.distributed import DistributedSampler
+
+            sampler = DistributedSampler(
+                ds, dist_info.world_size, dist_info.rank, shuffle=True, seed=seed, drop_last=True
+            )
+            return torch.utils.data.DataLoader(
+                ds, batch_size=batch, sampler=sampler, drop_last=True
+            )
+        return make_loader(
+            ds,
+            device=device,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=len(ds) > batch,
+            seed=seed,
+        )
+
+    g_loader, s_loader = loader(ground), loader(sat)
+    steps = max(len(g_loader), len(s_loader))
+
+    def epoch_batches(epoch: int):
+        both = zip(_infinite(g_loader), _infinite(s_loader), strict=False)  # both endless
+        for gb, sb in itertools.islice(both, steps):
+            yield gb[0], gb[1], sb[0], sb[1]
+
+    def loss_fn(step_module, b) -> torch.Tensor:
+        g1, g2, s1, s2 = b
+        (e1, e2), (f1, f2), log_scale = step_module(ground=[g1, g2], satellite=[s1, s2])
+        eps = preset.smoothing_intra
+        return contrastive_loss(e1, e2, log_scale, eps) + contrastive_loss(f1, f2, log_scale, eps)
+
+    cfg = StageConfig(
+        "cold start: intra-view",
+        preset.intra_epochs,
+        preset.lr,
+        preset.weight_decay,
+        preset.warmup_fraction,
+        preset.grad_clip,
+        seed,
+    )
+    runner = StageRunner(
+        model, cfg, stage_dir, device=device, progress=progress, dist_info=dist_info
+    )
+    return runner.run(epoch_batches, steps, loss_fn)
+
+
+def train_ground_fake(
+    model: torch.nn.Module,
+    split: ViewSplit,
+    fake_paths: list[Path],
+    preset: Preset,
+    stage_dir: Path,
+    *,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    dist_info: DistInfo | None = None,
+    seed: int = 0,
+) -> StageResult:
+    """Ground <-> fake satellite contrastive epochs (a panorama and its fake are positives)."""
+    if len(fake_paths) != split.num_ground:
+        raise ValueError(
+            f"need one fake satellite image per panorama: {len(fake_paths)} fakes for "
+            f"{split.num_ground} panoramas"
+        )
+    n = split.num_ground
+    items = PairItems(np.arange(n), np.arange(n), np.ones(n, dtype=bool))
+    cfg = StageConfig(
+        "cold start: ground-fake",
+        preset.cross_epochs,
+        preset.lr,
+        preset.weight_decay,
+        preset.warmup_fraction,
+        preset.grad_clip,
+        seed,
+    )
+    return train_on_items(
+        model,
+        split,
+        items,
+        cfg,
+        stage_dir,
+        preset,
+        smoothing=preset.smoothing_cross,
+        fake_paths=fake_paths,
+        device=device,
+        progress=progress or NullProgress(),
+        dist_info=dist_info,
+    )
+
+
+def cold_start(
+    model: torch.nn.Module,
+    split: ViewSplit,
+    fake_paths: list[Path],
+    preset: Preset,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    dist_info: DistInfo | None = None,
+    seed: int = 0,
+) -> dict[str, StageResult]:
+    """Both cold-start stages in ``out_dir/{cold_start_intra,cold_start_cross}``."""
+    progress = progress or NullProgress()
+    total = max(1, preset.intra_epochs + preset.cross_epochs)
+    cut = preset.intra_epochs / total
+    intra = train_intra_view(
+        model,
+        split,
+        preset,
+        Path(out_dir) / INTRA_DIR,
+        device=device,
+        progress=ScaledProgress(progress, 0.0, cut),
+        dist_info=dist_info,
+        seed=seed,
+    )
+    cross = train_ground_fake(
+        model,
+        split,
+        fake_paths,
+        preset,
+        Path(out_dir) / CROSS_DIR,
+        device=device,
+        progress=ScaledProgress(progress, cut, 1.0),
+        dist_info=dist_info,
+        seed=seed,
+    )
+    return {"intra": intra, "cross": cross}

@@ -1,0 +1,165 @@
+"""Embedding a whole split with one encoder, cached on disk per (weights, images, view).
+
+Evaluation, pseudo-labelling and the label-free model selection all embed the same
+images with the same weights more than once; the cache makes the repeats free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ucvgl.services.datasets.index import ViewSplit
+from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.training.data import ImageListDataset, Normalize, make_loader
+from ucvgl.shared.fileio import atomic_torch_save
+
+VIEWS = ("ground", "satellite", "fake")
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-1 of every tensor of ``model.state_dict()`` (names, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(str(t.dtype).encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _paths_fingerprint(paths: Sequence[Path], headings: np.ndarray | None, size) -> str:
+    digest = hashlib.sha1()
+    for p in paths:
+        digest.update(str(p).encode())
+        digest.update(b"\0")
+    if headings is not None:
+        digest.update(np.asarray(headings, dtype=np.float64).tobytes())
+    digest.update(str(tuple(size)).encode())
+    return digest.hexdigest()
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def embed_images(
+    encoder: nn.Module,
+    dataset: ImageListDataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+    stage: str = "embed",
+) -> Tensor:
+    """Embed every image of ``dataset`` with ``encoder`` (eval mode, no grad).
+
+    Returns:
+        float32 [N, D] on the CPU, in dataset order.
+    """
+    progress = progress or NullProgress()
+    device = torch.device(device)
+    loader = make_loader(dataset, device=device, batch_size=batch_size)
+    was_training = encoder.training
+    encoder.eval()
+    out: list[Tensor] = []
+    done = 0
+    try:
+        with torch.no_grad():
+            for images, _ in loader:
+                progress.check_cancelled()
+                images = images.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    images = images.contiguous(memory_format=torch.channels_last)
+                with _autocast(device):
+                    emb = encoder(images)
+                out.append(emb.float().cpu())
+                done += len(images)
+                progress.update(stage, done / max(1, len(dataset)))
+    finally:
+        encoder.train(was_training)
+    if not out:
+        return torch.empty(0, 0)
+    return torch.cat(out)
+
+
+def embed_split(
+    model: nn.Module,
+    split: ViewSplit | None,
+    view: str,
+    *,
+    paths: Sequence[Path] | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Embed one view of a split with a ``TwoViewModel``.
+
+    Args:
+        model: a ``TwoViewModel`` (its ``config`` gives the image sizes and its data
+            config the normalisation).
+        split: the split whose 'ground' panoramas or 'satellite' tiles are embedded.
+        view: 'ground', 'satellite', or 'fake' (fake satellite images at ``paths``,
+            embedded with the satellite encoder).
+        paths: the images for view 'fake' (or to override the split's paths).
+        batch_size: images per forward pass.
+        device: where the encoder runs.
+        cache_dir: folder of cached embeddings; the key is the SHA-1 of the weights, the
+            image list, the view and the size, so stale entries are never read.
+
+    Returns:
+        float32 [N, D] L2-normalised embeddings on the CPU.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    headings = None
+    if view == "ground":
+        size = tuple(model.config.ground_size)
+        if paths is None:
+            paths, headings = split.ground_paths, split.ground_heading_deg
+        encoder = model.ground_encoder
+    else:
+        size = tuple(model.config.satellite_size)
+        if paths is None:
+            if view == "fake":
+                raise ValueError("view 'fake' needs the fake satellite image paths")
+            paths = split.satellite_paths
+        encoder = model.satellite_encoder
+    cache_file = None
+    if cache_dir is not None:
+        key = hashlib.sha1(
+            (model_fingerprint(model) + view + _paths_fingerprint(paths, headings, size)).encode()
+        ).hexdigest()[:24]
+        cache_file = Path(cache_dir) / f"{view}-{key}.pt"
+        if cache_file.exists():
+            return torch.load(cache_file, map_location="cpu", weights_only=True)
+    mean = model.data_config.get("mean", (0.485, 0.456, 0.406))
+    std = model.data_config.get("std", (0.229, 0.224, 0.225))
+    dataset = ImageListDataset(
+        paths,
+        size,
+        headings=headings,
+        panorama=view == "ground",
+        transform=Normalize(mean, std),
+        cache=False,
+    )
+    emb = embed_images(
+        encoder,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        stage=f"embed {view}",
+    )
+    if cache_file is not None:
+        atomic_torch_save(emb, cache_file)
+    return emb

@@ -55,7 +55,7 @@ def test_logit_scale_is_clamped_at_100(model: TwoViewModel) -> None:
 
 
 def test_global_average_pooling_head() -> None:
-    enc = ViewEncoder("convnext_atto", (32, 32), safa=False)
+    enc = ViewEncoder("convnext_atto", (32, 32), safa=False, drop_path_rate=0.1)
     out = enc(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 320) and enc.embed_dim == 320
     feats = enc.forward_features(torch.randn(2, 3, 32, 32))

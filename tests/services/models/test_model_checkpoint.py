@@ -95,3 +95,8 @@ def test_partial_and_foreign_backbone_weights(tmp_path: Path) -> None:
     torch.save(timm.create_model("resnet10t", pretrained=False).state_dict(), foreign)
     with pytest.raises(ConfigError, match="do not match"):
         ViewEncoder("convnext_atto", (32, 32), weights=foreign)
+
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(ConfigError, match="cannot read backbone weights"):
+        ViewEncoder("convnext_atto", (32, 32), weights=corrupt)

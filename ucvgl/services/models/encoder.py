@@ -120,7 +120,7 @@ def _load_partial(model: nn.Module, name: str, path: Path) -> WeightsReport:
     from timm.models import load_state_dict
 
     try:
-        state = load_state_dict(str(path), use_ema=False)
+        state = load_state_dict(str(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise ConfigError(f"cannot read backbone weights {path}: {exc}") from exc
     own = model.state_dict()

@@ -9,7 +9,8 @@ computed from its channel-wise maximum, and each map pools ``F`` into a C-vector
 
 Each branch is two fully connected layers hw -> hw/2 -> hw with NO activation between them,
 exactly as in the SAFA reference code (and the UCVGL authors' PyTorch port). The K branches
-are vectorised as batched weights ``w1`` [K, hw, hw/2], ``w2`` [K, hw/2, hw]. Weights are
+are vectorised as batched weights ``w1`` [K, hw, hw/2], ``w2`` [K, hw/2, hw] (hw/2 rounded
+down, at least 1, so a 1x1 feature map still works). Weights are
 initialised from N(0, 0.005^2) and biases to 0.1 (SAFA: truncated normal, std 0.005,
 constant 0.1), so every map starts close to a uniform 0.1 weighting of all positions.
 The output is NOT normalised here; the encoder L2-normalises it.

@@ -53,10 +53,9 @@ def bev_descriptors(
     size: int = 24,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
-    progress: Progress | None = None,
+    progress: Progress = NullProgress(),
 ) -> Tensor:
     """Thumbnail descriptors [G, 3 * size^2] of the BEVs of panoramas (north-aligned)."""
-    progress = progress or NullProgress()
     projector = BEVProjector(params)
     out: list[Tensor | None] = [None] * len(paths)
     for start in range(0, len(paths), batch_size):
@@ -77,9 +76,8 @@ def bev_descriptors(
     return torch.stack(out)  # type: ignore[arg-type]
 
 
-def tile_descriptors(paths: list, *, size: int = 24, progress: Progress | None = None) -> Tensor:
+def tile_descriptors(paths: list, *, size: int = 24, progress: Progress = NullProgress()) -> Tensor:
     """Thumbnail descriptors [S, 3 * size^2] of satellite tiles."""
-    progress = progress or NullProgress()
     out = []
     for i, path in enumerate(paths):
         if i % 64 == 0:
@@ -97,7 +95,7 @@ def pixel_retrieval(
     size: int = 24,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
-    progress: Progress | None = None,
+    progress: Progress = NullProgress(),
 ) -> dict[str, float | int]:
     """Recall@k of retrieving each panorama's tile by raw BEV pixels (no learning).
 
@@ -117,7 +115,6 @@ def pixel_retrieval(
     Raises:
         ValueError: when ``split`` has no known pairs.
     """
-    progress = progress or NullProgress()
     view = dataset.split(split)
     if not view.has_ground_truth:
         raise ValueError(

@@ -125,7 +125,7 @@ def project_dataset(
     device: str | torch.device = "cpu",
     image_format: ImageFormat = "png",
     num_threads: int = 4,
-    progress: Progress | None = None,
+    progress: Progress = NullProgress(),
 ) -> list[Path]:
     """Write the BEV of every panorama of ``dataset`` to ``out_dir/<stem>.png``.
 
@@ -151,7 +151,6 @@ def project_dataset(
         ConfigError: ``out_dir`` holds BEVs made with other parameters.
         JobCancelled: when ``progress`` asks to stop (finished files stay valid).
     """
-    progress = progress or NullProgress()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if image_format not in ("png", "jpg"):

@@ -324,23 +324,71 @@ def _label_round(
     progress,
 ) -> dict[str, Any]:
     """Pseudo-label the pool for round ``r`` (or reload the labels of an interrupted round)."""
-    from ucvgl.services.matching import curriculum_threshold, margin_histogram
+    from ucvgl.services.matching import curriculum_threshold
 
     record_file = rdir / "record.json"
     if record_file.exists() and (rdir / "labels.npz").exists():
         return json.loads(record_file.read_text())
     rdir.mkdir(parents=True, exist_ok=True)
     pool = match_pool(model, split, preset, device=device, cache_dir=cache_dir, progress=progress)
-    matches = pool.matches
     tau = curriculum_threshold(float(threshold_T), r - 1, rounds)
+    record, train_g, train_s = pseudo_label_round(
+        pool.matches,
+        pool.ground,
+        pool.satellite,
+        split,
+        round_index=r,
+        tau=tau,
+        threshold_T=threshold_T,
+        labels_csv=labels_path(run_dir, r),
+        known_pairs=known_pairs,
+        positives=positives,
+    )
+    np.savez(rdir / "labels.npz", ground=train_g, satellite=train_s)
+    atomic_write_text(record_file, json.dumps(record, indent=1))
+    return record
+
+
+def pseudo_label_round(
+    matches,
+    ground: torch.Tensor,
+    satellite: torch.Tensor,
+    split: ViewSplit,
+    *,
+    round_index: int,
+    tau: float,
+    threshold_T: float,
+    labels_csv: Path,
+    known_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    positives: np.ndarray | None = None,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Filter mutual matches by ``tau``, add known pairs, write the CSV, build the record.
+
+    Args:
+        matches: ``MutualMatches`` of the pool.
+        ground / satellite: the embeddings [G, D] / [S, D] the matches came from.
+        split: the pool (ids for the CSV).
+        round_index: 1-based round number.
+        tau: this round's margin threshold.
+        threshold_T: the curriculum's start T (the selection criterion's fixed margin).
+        labels_csv: where the labels are written.
+        known_pairs: (ground, tile) pairs always kept (semi-supervised).
+        positives: ground truth, used only for the ``correct`` counts.
+
+    Returns:
+        (record, training ground indices, training tile indices): known pairs first, then
+        the pseudo-pairs that touch no known image. ``labels`` and ``correct`` count the
+        pseudo-pairs only; ``known_labels`` the known ones.
+    """
+    from ucvgl.services.matching import margin_histogram
+
     kept = matches.filter(tau)
     pg, ps = kept.ground_idx.numpy(), kept.satellite_idx.numpy()
     train_g, train_s, keep = _merge_known(pg, ps, known_pairs)
     pg, ps = pg[keep], ps[keep]
     margin_all = (matches.ground_top1 - matches.ground_top2).numpy()
-    sim = (pool.ground[train_g] * pool.satellite[train_s]).sum(1).numpy()
-    lpath = labels_path(run_dir, r)
-    write_labels_csv(lpath, split, train_g, train_s, margin_all[train_g], sim, positives)
+    sim = (ground[train_g] * satellite[train_s]).sum(1).numpy()
+    write_labels_csv(labels_csv, split, train_g, train_s, margin_all[train_g], sim, positives)
     correct = total_known = None
     if positives is not None and (np.asarray(positives) >= 0).any():
         pos = np.asarray(positives)
@@ -348,17 +396,15 @@ def _label_round(
         correct = int((pos[pg][known_truth] == ps[known_truth]).sum())
         total_known = int(known_truth.sum())
     record = {
-        "round": r,
-        "threshold": tau,
+        "round": round_index,
+        "threshold": float(tau),
         "mutual": matches.num_pairs,
         "labels": int(len(pg)),
         "correct": correct,
         "known_labels": 0 if known_pairs is None else int(len(known_pairs[0])),
         "label_precision": None if not total_known else correct / total_known,
         "margin_histogram": margin_histogram(matches.margin),
-        "labels_path": str(lpath),
+        "labels_path": str(labels_csv),
         "criterion_before": label_free_criterion(matches, threshold_T),
     }
-    np.savez(rdir / "labels.npz", ground=train_g, satellite=train_s)
-    atomic_write_text(record_file, json.dumps(record, indent=1))
-    return record
+    return record, train_g, train_s

@@ -1,0 +1,219 @@
+"""The pipeline end to end on a tiny generated world: report, resume, modes, worker jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ucvgl.services.pipeline import (
+    PipelineRun,
+    run_job,
+    run_pipeline,
+    validate_job_params,
+)
+from ucvgl.services.presets import get_preset
+from ucvgl.shared.errors import ConfigError, JobCancelled
+
+N_TRAIN, N_VAL = 24, 12
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two shared cores: one torch thread avoids oversubscription (10x faster here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from ucvgl.services.synth import generate_world
+
+    out = tmp_path_factory.mktemp("world") / "cvact"
+    return generate_world(
+        out, "cvact", N_TRAIN, N_VAL, seed=0, pano_size=(32, 64), sat_size=32, workers=1
+    )
+
+
+@pytest.fixture(scope="module")
+def unsupervised_run(world, tmp_path_factory) -> tuple[Path, dict]:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "unsup"
+    report = run_pipeline(world, "cvact", "unsupervised", "tiny", out, device="cpu")
+    return out, report
+
+
+def test_unsupervised_report_schema(unsupervised_run):
+    out, report = unsupervised_run
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert report["mode"] == "unsupervised" and report["preset"] == "tiny"
+    assert report["dataset"]["splits"]["train"]["ground"] == N_TRAIN
+    assert report["dataset"]["splits"]["val"]["satellite"] == N_VAL
+    assert set(report["recall"]) >= {"r1", "r5", "r10", "r1p"}
+    for key in ("r1", "r5", "r10", "r1p"):
+        assert 0.0 <= report["recall"][key] <= 100.0
+    assert report["recall"]["r1"] <= report["recall"]["r5"] <= report["recall"]["r10"]
+    assert [s["name"] for s in report["stages"]] == [
+        "project", "cyclegan", "translate", "cold_start", "amm", "select", "evaluate", "index"
+    ]
+    assert all(s["seconds"] >= 0 for s in report["stages"])
+    rounds = report["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    t = get_preset("tiny").threshold_for("cvact")
+    assert rounds[0]["threshold"] == pytest.approx(t)
+    assert rounds[1]["threshold"] == pytest.approx(t / 2)  # T (1 + cos(pi/2)) / 2
+    for r in rounds:
+        assert {"round", "threshold", "mutual", "labels", "correct"} <= set(r)
+        assert 0 <= r["labels"] <= r["mutual"] <= N_TRAIN
+        assert r["correct"] is None or 0 <= r["correct"] <= r["labels"]
+        rows = list(csv.DictReader(open(r["labels_path"])))
+        assert len(rows) == r["labels"]
+        if rows:
+            assert list(rows[0]) == ["ground_id", "satellite_id", "margin", "similarity", "correct"]
+            assert all(float(row["margin"]) >= r["threshold"] - 1e-6 for row in rows)
+        assert sum(r["margin_histogram"]["counts"]) == r["mutual"]
+    # Selection: label-free candidates, the chosen weights copied.
+    sel = report["selection"]
+    assert [c["name"] for c in sel["candidates"]] == ["start", "round 1", "round 2"]
+    assert sel["selected"]["name"] in {"start", "round 1", "round 2"}
+    assert (out / "model" / "selected.pt").exists()
+    assert (out / "index" / "manifest.json").exists()
+    manifest = json.loads((out / "index" / "manifest.json").read_text())
+    assert manifest["count"] == N_TRAIN + N_VAL
+
+
+def test_second_run_redoes_nothing(unsupervised_run, world):
+    out, report = unsupervised_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    again = run_pipeline(world, "cvact", "unsupervised", "tiny", out, device="cpu")
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
+    assert before == after
+    assert again["recall"] == report["recall"]
+    assert again["rounds"] == report["rounds"]
+
+
+def test_run_folder_refuses_other_settings(unsupervised_run, world):
+    out, _ = unsupervised_run
+    with pytest.raises(ConfigError, match="another run"):
+        run_pipeline(world, "cvact", "supervised", "tiny", out, device="cpu")
+
+
+class CancelDuring:
+    """Cancels the job when a progress message of ``stage`` contains ``text``."""
+
+    def __init__(self, stage: str, text: str) -> None:
+        self.stage, self.text, self.armed, self.cancelled = stage, text, False, False
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        if self.stage in stage and self.text in message and not self.cancelled:
+            self.armed = True
+
+    def check_cancelled(self) -> None:
+        if self.armed:
+            self.armed, self.cancelled = False, True
+            raise JobCancelled("cancelled by the test")
+
+
+def test_cancel_and_resume_continues_from_checkpoint(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+
+    dataset = load_dataset(world, "cvact")
+    preset = get_preset("tiny").replace(cross_epochs=2, amm_rounds=1)
+    out = tmp_path / "run"
+    cancel = CancelDuring("ground-fake", "epoch 2/2")
+    with pytest.raises(JobCancelled):
+        PipelineRun(dataset, out, preset=preset, device="cpu", progress=cancel).run()
+    assert cancel.cancelled
+    intra = out / "stages" / "cold_start_intra" / "model.pt"
+    cross_ckpt = out / "stages" / "cold_start_cross" / "checkpoint.pt"
+    assert intra.exists() and cross_ckpt.exists()
+    assert not (out / "stages" / "cold_start_cross" / "model.pt").exists()
+    first_epoch = torch.load(cross_ckpt, weights_only=False)["history"]
+    assert [h["epoch"] for h in first_epoch] == [1]
+    frozen = {
+        p: p.stat().st_mtime_ns
+        for p in [intra, out / "cyclegan" / "cyclegan_last.pt", *sorted((out / "fake").iterdir())]
+    }
+
+    report = PipelineRun(dataset, out, preset=preset, device="cpu").run()
+    assert {p: p.stat().st_mtime_ns for p in frozen} == frozen  # finished stages not redone
+    from ucvgl.services.models import load_model
+
+    _, extra = load_model(out / "stages" / "cold_start_cross" / "model.pt")
+    history = extra["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0] == first_epoch[0]  # epoch 1 continued from, not retrained
+    assert len(report["rounds"]) == 1 and report["recall"] is not None
+
+
+def test_validate_job_params_names_the_field():
+    with pytest.raises(ConfigError, match="params.gt_ratio"):
+        validate_job_params("semi", {"gt_ratio": 1.5})
+    with pytest.raises(ConfigError, match="params.bogus"):
+        validate_job_params("pipeline", {"bogus": 1})
+    with pytest.raises(ConfigError, match="params.preset|unknown preset"):
+        validate_job_params("pipeline", {"preset": "huge"})
+    with pytest.raises(ConfigError, match="params.round"):
+        validate_job_params("amm_round", {"round": 0})
+    with pytest.raises(ConfigError, match="params.mode"):
+        validate_job_params("supervised", {"mode": "semi"})
+    with pytest.raises(ConfigError, match="job_type"):
+        validate_job_params("dance", {})
+
+
+def test_run_job_reuses_a_finished_run(unsupervised_run, world):
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.progress import NullProgress
+
+    out, report = unsupervised_run
+    dataset = load_dataset(world, "cvact")
+    params = {"preset": "tiny", "device": "cpu"}
+    evaluation = run_job("evaluate", dataset, params, out, NullProgress())
+    assert evaluation["split"] == "val"
+    assert evaluation["recall"]["r1"] == report["recall"]["r1"]
+    assert run_job("index", dataset, params, out, NullProgress()) == {
+        "index_dir": str(out / "index")
+    }
+    rounds = run_job("amm_round", dataset, {**params, "round": 1}, out, NullProgress())
+    assert [r["round"] for r in rounds["rounds"]] == [1]
+    assert "margin_histogram" in rounds["rounds"][0] and "labels_path" in rounds["rounds"][0]
+    json.dumps(rounds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["semi", "supervised"])
+def test_other_modes_end_to_end(world, tmp_path, mode):
+    report = run_pipeline(world, "cvact", mode, "tiny", tmp_path / mode, device="cpu",
+                          gt_ratio=0.25)
+    assert report["mode"] == mode
+    assert set(report["recall"]) >= {"r1", "r5", "r10", "r1p"}
+    if mode == "semi":
+        assert report["dataset"]["known_pairs"] == 6
+        assert [r["round"] for r in report["rounds"]] == [1, 2]
+        assert all(r["known_labels"] == 6 for r in report["rounds"])
+        # the known pairs are always in the labels file
+        rows = list(csv.DictReader(open(report["rounds"][0]["labels_path"])))
+        assert len(rows) == 6 + report["rounds"][0]["labels"]
+    else:
+        assert report["rounds"] == []
+        assert [s["name"] for s in report["stages"]] == [
+            "supervised", "select", "evaluate", "index"
+        ]
+
+
+def test_supervised_needs_ground_truth(tmp_path):
+    import numpy as np
+
+    from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
+
+    split = ViewSplit(["g0", "g1"], [Path("a"), Path("b")], ["s0", "s1"], [Path("c"), Path("d")],
+                      positives=np.array([-1, -1]))
+    ds = CrossViewDataset("x", "folder", tmp_path, "full", {"train": split})
+    with pytest.raises(ConfigError, match="ground-truth"):
+        PipelineRun(ds, tmp_path / "run", mode="supervised", preset="tiny", device="cpu").run()

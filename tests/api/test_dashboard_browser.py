@@ -1,0 +1,265 @@
+"""The dashboard in a real headless Chromium against the real app on a loopback port.
+
+The rows are written straight through the ORM (this test is about the page, not the
+worker): a dataset, a RUNNING job, a FAILED job, a model with recall and three rounds.
+The test moves the running job's progress in the database and waits for the page to show
+it, checks the pseudo-label curve has one point per round, that a problem's ``detail``
+reaches the user, and that cancelling works with the token.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ucvgl.shared.config import Settings
+from ucvgl.shared.db import Database, upgrade_database
+from ucvgl.shared.enums import JobState
+from ucvgl.shared.models import Dataset, Job, Model, PseudoLabelRound, utcnow
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "browser-test-token-0123456789"
+WAIT_MS = 10_000
+
+LABELS = [120, 260, 410]
+CORRECT = [90, 215, 352]
+THRESHOLDS = [0.1, 0.2, 0.3]
+
+
+@dataclass
+class Seeded:
+    """Ids of the rows the test inserted."""
+
+    dataset_id: int
+    running_job_id: int
+    failed_job_id: int
+
+
+@dataclass
+class LiveServer:
+    """The app served by uvicorn in a thread."""
+
+    url: str
+    database: Database
+    seeded: Seeded
+
+
+def seed(database: Database, run_dir: Path) -> Seeded:
+    """Insert a dataset, a running and a failed job, a model with recall and three rounds."""
+    with database.session() as session:
+        dataset = Dataset(
+            name="synth-browser",
+            format="cvusa",
+            root_path=str(run_dir.parent / "data"),
+            counts={"train": {"ground": 32, "satellite": 32}},
+            has_ground_truth=True,
+            validation_report={},
+        )
+        session.add(dataset)
+        session.flush()
+        running = Job(
+            type="pipeline",
+            parameters={"mode": "unsupervised"},
+            state=JobState.RUNNING,
+            progress=0.2,
+            stage="amm round 2",
+            started_at=utcnow() - timedelta(seconds=60),
+            run_dir=str(run_dir),
+            dataset_id=dataset.id,
+        )
+        failed = Job(
+            type="project",
+            parameters={},
+            state=JobState.FAILED,
+            progress=0.4,
+            stage="project",
+            error="DatasetError: ground/0001.jpg is unreadable",
+            started_at=utcnow() - timedelta(seconds=300),
+            finished_at=utcnow() - timedelta(seconds=200),
+            run_dir=str(run_dir.parent / "other"),
+            dataset_id=dataset.id,
+        )
+        session.add_all([running, failed])
+        session.flush()
+        model = Model(
+            dataset_id=dataset.id,
+            run_dir=str(run_dir),
+            checkpoint_path=str(run_dir / "round-2.pt"),
+            mode="unsupervised",
+            preset="tiny",
+            recall={"r1": 12.5, "r5": 31.0, "r10": 42.0, "r1p": 63.0},
+        )
+        session.add(model)
+        session.flush()
+        for number, (labels, correct, threshold) in enumerate(
+            zip(LABELS, CORRECT, THRESHOLDS, strict=True), start=1
+        ):
+            session.add(
+                PseudoLabelRound(
+                    dataset_id=dataset.id,
+                    model_id=model.id if number >= 2 else None,
+                    job_id=running.id,
+                    round_number=number,
+                    threshold=threshold,
+                    mutual=labels + 40,
+                    labels=labels,
+                    correct=correct,
+                    margin_histogram={"edges": [0.0, 0.5, 1.0], "counts": [labels // 2, labels]},
+                    label_health_score=0.7,
+                )
+            )
+        return Seeded(dataset.id, running.id, failed.id)
+
+
+@pytest.fixture
+def live_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+    """The real app on 127.0.0.1 (a free port) over a migrated temporary SQLite database."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian chromium is not installed at {CHROMIUM} (scripts/ensure_chromium.sh)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    import uvicorn
+
+    from ucvgl.api.main import create_app
+
+    url = f"sqlite:///{tmp_path / 'dashboard.sqlite'}"
+    upgrade_database(url)
+    app_settings = settings.model_copy(update={"database_url": url, "api_token": TOKEN})
+    database = Database.from_url(url)
+    seeded = seed(database, tmp_path / "work" / "runs" / "dataset-1" / "default")
+
+    config = uvicorn.Config(
+        create_app(app_settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start within 15 s")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", database, seeded)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        database.dispose()
+
+
+def set_progress(database: Database, job_id: int, progress: float, stage: str) -> None:
+    """Move a job's progress as the worker would."""
+    with database.session() as session:
+        session.execute(
+            sa.update(Job).where(Job.id == job_id).values(progress=progress, stage=stage)
+        )
+
+
+def polyline_points(page, selector: str) -> int:  # noqa: ANN001 - a playwright Page
+    """Total SVG points of the polylines matching ``selector``."""
+    return page.eval_on_selector_all(
+        selector, "lines => lines.reduce((n, line) => n + line.points.numberOfItems, 0)"
+    )
+
+
+def test_dashboard_shows_live_progress_curves_and_errors(live_server: LiveServer) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    seeded = live_server.seeded
+    console_errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on(
+                "console",
+                lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
+            )
+            page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+            page.goto(live_server.url + "/", wait_until="domcontentloaded")
+            expect(page).to_have_title("ucvgl dashboard")
+
+            # The running job with its progress, stage and an ETA; the failed one's error.
+            row = page.locator(f'tr[data-job-id="{seeded.running_job_id}"]')
+            percent = row.locator('[data-role="percent"]')
+            expect(percent).to_have_text("20%", timeout=WAIT_MS)
+            expect(row.locator('[data-field="state"]')).to_have_text("running")
+            expect(row.locator('[data-field="dataset"]')).to_have_text("synth-browser")
+            expect(row.locator('[data-field="eta"]')).to_contain_text("min")
+            failed = page.locator(f'tr[data-job-id="{seeded.failed_job_id}"]')
+            expect(failed.locator('[data-field="error"]')).to_contain_text("is unreadable")
+            expect(failed.locator("button.cancel")).to_be_hidden()
+
+            # The progress moves when the job row moves.
+            set_progress(live_server.database, seeded.running_job_id, 0.6, "amm round 3")
+            expect(percent).to_have_text("60%", timeout=WAIT_MS)
+            expect(row.locator('[data-field="stage"]')).to_have_text("amm round 3")
+            assert row.locator("progress").evaluate("bar => bar.value") == 60
+
+            # The pseudo-label curve: one point per round for labels and correct labels,
+            # the threshold per round, and recall where a round has a model (rounds 2, 3).
+            labels_line = '#labels-chart [data-series="labels"] polyline'
+            page.wait_for_selector(labels_line, state="attached", timeout=WAIT_MS)
+            assert polyline_points(page, labels_line) == len(LABELS)
+            correct_line = '#labels-chart [data-series="correct"] polyline'
+            assert polyline_points(page, correct_line) == len(CORRECT)
+            threshold_line = '#threshold-chart [data-series="threshold"] polyline'
+            assert polyline_points(page, threshold_line) == len(THRESHOLDS)
+            assert polyline_points(page, '#recall-chart [data-series="r1"] polyline') == 2
+            # More labels sit higher on the chart (smaller SVG y).
+            ys = page.eval_on_selector(
+                labels_line, "line => Array.from(line.points).map(p => p.y)"
+            )
+            assert ys[0] > ys[1] > ys[2]
+            expect(page.locator("#rounds-body tr")).to_have_count(len(LABELS))
+            assert console_errors == []
+
+            # A wrong token: the problem document's detail is shown to the user.
+            page.fill("#token-input", "wrong-token")
+            page.click("#token-form button[type=submit]")
+            page.click("#start-submit")
+            expect(page.locator("#alert")).to_contain_text(
+                "the bearer token is wrong", timeout=WAIT_MS
+            )
+
+            # The right token: cancel the running job (two clicks: ask, confirm).
+            page.fill("#token-input", TOKEN)
+            page.click("#token-form button[type=submit]")
+            cancel = row.locator("button.cancel")
+            cancel.click()
+            expect(cancel).to_have_text("Confirm cancel")
+            cancel.click()
+            expect(cancel).to_have_text("Cancelling…", timeout=WAIT_MS)
+            expect(page.locator("#status")).to_contain_text("Cancel requested")
+            with live_server.database.sessions() as session:
+                assert session.get(Job, seeded.running_job_id).cancel_requested is True
+            if os.environ.get("UCVGL_SCREENSHOT_DIR"):
+                page.screenshot(
+                    path=str(Path(os.environ["UCVGL_SCREENSHOT_DIR"]) / "dashboard.png"),
+                    full_page=True,
+                )
+        finally:
+            browser.close()
+    # Only the deliberate 401 may have been logged (Chromium logs failed fetches).
+    unexpected = [m for m in console_errors if "401" not in m]
+    assert unexpected == []

@@ -1,0 +1,248 @@
+// Per dataset: the pseudo-label curve (labels and correct labels per round, as the paper's
+// Fig. 6), the margin threshold and the recall of each round's model, plus data tables.
+
+import { lineChart } from "./chart.js";
+import { el, fillSelect, formatNumber, formatTime, setText } from "./format.js";
+
+const UNKNOWN_RUN = "unknown run";
+
+/** The run folder's last component ("default", a run_name) or the job when unknown. */
+function runKeyOf(round, jobsById) {
+  const job = round.job_id == null ? null : jobsById.get(round.job_id);
+  if (job?.run_dir) {
+    return job.run_dir;
+  }
+  return round.job_id == null ? UNKNOWN_RUN : `job #${round.job_id}`;
+}
+
+function runLabel(key) {
+  const parts = key.split(/[\\/]/).filter(Boolean);
+  return parts.length > 1 ? parts[parts.length - 1] : key;
+}
+
+function countsText(counts) {
+  if (!counts || typeof counts !== "object") {
+    return "";
+  }
+  return Object.entries(counts)
+    .map(([name, value]) => {
+      if (value && typeof value === "object") {
+        const inner = Object.entries(value)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(", ");
+        return `${name}: ${inner}`;
+      }
+      return `${name}: ${value}`;
+    })
+    .join("; ");
+}
+
+function recallOf(model, key) {
+  const value = model?.recall?.[key];
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+export class DatasetPanel {
+  /** @param {{api: Function, notices: object, onDatasets: Function}} deps onDatasets(list). */
+  constructor({ api, notices, onDatasets }) {
+    this.api = api;
+    this.notices = notices;
+    this.onDatasets = onDatasets;
+    this.datasets = [];
+    this.select = document.getElementById("dataset-select");
+    this.runSelect = document.getElementById("run-select");
+    this.info = document.getElementById("dataset-info");
+    this.empty = document.getElementById("rounds-empty");
+    this.roundsBody = document.getElementById("rounds-body");
+    this.modelsBody = document.getElementById("models-body");
+    this.charts = {
+      labels: document.getElementById("labels-chart"),
+      threshold: document.getElementById("threshold-chart"),
+      recall: document.getElementById("recall-chart"),
+    };
+    this.lastDrawn = null;
+    this.data = null;
+    this.loaded = false;
+    this.select.addEventListener("change", () => this.refreshSelected().catch((e) => this.fail(e)));
+    this.runSelect.addEventListener("change", () => this.draw());
+    this.drawEmpty();
+  }
+
+  fail(error) {
+    this.notices.error("dataset", `Reading the dataset: ${error.message}`);
+  }
+
+  /** Fetch the dataset list and fill the selectors. */
+  async refreshList() {
+    const page = await this.api("/datasets?limit=500");
+    this.datasets = Array.isArray(page?.items) ? page.items : [];
+    fillSelect(
+      this.select,
+      this.datasets.map((d) => ({ value: d.id, label: `${d.name} (#${d.id}, ${d.format})` })),
+    );
+    this.select.disabled = this.datasets.length === 0;
+    this.loaded = true;
+    this.onDatasets?.(this.datasets);
+  }
+
+  selectedDataset() {
+    const id = Number(this.select.value);
+    return this.datasets.find((d) => d.id === id) || null;
+  }
+
+  /** Fetch the rounds, models and jobs of the selected dataset and redraw when they changed. */
+  async refreshSelected() {
+    if (!this.loaded) {
+      return; // the dataset list comes first
+    }
+    const dataset = this.selectedDataset();
+    if (!dataset) {
+      this.data = null;
+      setText(this.info, "No dataset registered yet.");
+      fillSelect(this.runSelect, []);
+      this.runSelect.disabled = true;
+      this.drawEmpty();
+      return;
+    }
+    const id = dataset.id;
+    const [rounds, models, jobs] = await Promise.all([
+      this.api(`/datasets/${id}/rounds?limit=1000`),
+      this.api(`/models?dataset_id=${id}&limit=500`),
+      this.api(`/jobs?dataset_id=${id}&limit=500`),
+    ]);
+    if (Number(this.select.value) !== id) {
+      return; // the user chose another dataset meanwhile
+    }
+    this.notices.clear("dataset");
+    this.data = {
+      dataset,
+      rounds: rounds?.items ?? [],
+      models: models?.items ?? [],
+      jobs: jobs?.items ?? [],
+    };
+    this.draw();
+  }
+
+  draw() {
+    if (!this.data) {
+      return;
+    }
+    const { dataset, rounds, models, jobs } = this.data;
+    const gt = dataset.has_ground_truth
+      ? "has ground truth"
+      : "no ground truth (correct labels and recall are not known)";
+    setText(this.info, `${dataset.name}: ${dataset.format}, ${gt}. ${countsText(dataset.counts)}`);
+
+    const jobsById = new Map(jobs.map((j) => [j.id, j]));
+    const runs = new Map();
+    for (const round of rounds) {
+      const key = runKeyOf(round, jobsById);
+      if (!runs.has(key)) {
+        runs.set(key, []);
+      }
+      runs.get(key).push(round);
+    }
+    // Newest run first: the one whose latest round was recorded last.
+    const keys = Array.from(runs.keys()).sort(
+      (a, b) => Math.max(...runs.get(b).map((r) => r.id)) - Math.max(...runs.get(a).map((r) => r.id)),
+    );
+    const run = fillSelect(
+      this.runSelect,
+      keys.map((k) => ({ value: k, label: `${runLabel(k)} (${runs.get(k).length} rounds)` })),
+    );
+    this.runSelect.disabled = keys.length < 2;
+    const selected = (runs.get(run) || []).slice().sort((a, b) => a.round - b.round || a.id - b.id);
+    const modelsById = new Map(models.map((m) => [m.id, m]));
+
+    const signature = JSON.stringify([dataset.id, run, selected, models]);
+    if (signature === this.lastDrawn) {
+      return;
+    }
+    this.lastDrawn = signature;
+    this.empty.hidden = selected.length > 0;
+    this.drawCharts(selected, modelsById, dataset);
+    this.fillRoundsTable(selected, modelsById);
+    this.fillModelsTable(models);
+  }
+
+  drawEmpty() {
+    this.lastDrawn = null;
+    this.drawCharts([], new Map(), null);
+    this.roundsBody.replaceChildren();
+    this.modelsBody.replaceChildren();
+  }
+
+  drawCharts(rounds, modelsById, dataset) {
+    const xLabels = rounds.map((r) => String(r.round));
+    const name = dataset ? dataset.name : "no dataset";
+    lineChart(this.charts.labels, {
+      xLabels,
+      label: `Pseudo-labels and correct labels per round, ${name}`,
+      emptyText: "No rounds yet.",
+      series: [
+        { key: "labels", name: "pseudo-labels", values: rounds.map((r) => r.labels) },
+        { key: "correct", name: "correct labels", values: rounds.map((r) => r.correct ?? null) },
+      ],
+    });
+    lineChart(this.charts.threshold, {
+      xLabels,
+      label: `Margin threshold per round, ${name}`,
+      emptyText: "No rounds yet.",
+      series: [{ key: "threshold", name: "threshold", values: rounds.map((r) => r.threshold) }],
+    });
+    const model = (r) => (r.model_id == null ? null : modelsById.get(r.model_id));
+    lineChart(this.charts.recall, {
+      xLabels,
+      yMax: 100,
+      label: `Recall of each round's model, ${name}`,
+      emptyText: "No recall measured yet (it needs ground truth and an evaluation).",
+      series: [
+        { key: "r1", name: "R@1", values: rounds.map((r) => recallOf(model(r), "r1")) },
+        { key: "r5", name: "R@5", values: rounds.map((r) => recallOf(model(r), "r5")) },
+        { key: "r1p", name: "R@1%", values: rounds.map((r) => recallOf(model(r), "r1p")) },
+      ],
+    });
+  }
+
+  fillRoundsTable(rounds, modelsById) {
+    this.roundsBody.replaceChildren(
+      ...rounds.map((r) => {
+        const tr = el("tr");
+        const model = r.model_id == null ? null : modelsById.get(r.model_id);
+        const cells = [
+          String(r.round),
+          formatNumber(r.threshold, 3),
+          String(r.mutual),
+          String(r.labels),
+          r.correct == null ? "—" : String(r.correct),
+          r.correct_ratio == null ? "—" : `${formatNumber(100 * r.correct_ratio, 1)}%`,
+          formatNumber(r.label_health_score, 3),
+          r.model_id == null ? "—" : `#${r.model_id}`,
+          formatNumber(recallOf(model, "r1"), 2),
+        ];
+        tr.append(...cells.map((text) => el("td", "", text)));
+        return tr;
+      }),
+    );
+  }
+
+  fillModelsTable(models) {
+    this.modelsBody.replaceChildren(
+      ...models.map((m) => {
+        const tr = el("tr");
+        const cells = [
+          `#${m.id}`,
+          m.mode,
+          m.preset || "—",
+          formatNumber(recallOf(m, "r1"), 2),
+          formatNumber(recallOf(m, "r5"), 2),
+          formatNumber(recallOf(m, "r10"), 2),
+          formatNumber(recallOf(m, "r1p"), 2),
+          formatTime(m.created_at),
+        ];
+        tr.append(...cells.map((text) => el("td", "", text)));
+        return tr;
+      }),
+    );
+  }
+}

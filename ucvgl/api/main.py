@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from ucvgl.api import dashboard
 from ucvgl.api.job_queue import JobQueue
 from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.problems import install_problem_handlers
@@ -59,6 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.retriever_loader = load_service_retriever
     app.state.query_limiter = ConcurrencyLimiter(settings.max_concurrent_queries_per_client)
     install_problem_handlers(app)
-    for module in (health, datasets, jobs, rounds, models, indexes, query):
+    for module in (health, datasets, jobs, rounds, models, indexes, query, dashboard):
         app.include_router(module.router)
     return app

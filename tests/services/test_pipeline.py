@@ -60,7 +60,14 @@ def test_unsupervised_report_schema(unsupervised_run):
         assert 0.0 <= report["recall"][key] <= 100.0
     assert report["recall"]["r1"] <= report["recall"]["r5"] <= report["recall"]["r10"]
     assert [s["name"] for s in report["stages"]] == [
-        "project", "cyclegan", "translate", "cold_start", "amm", "select", "evaluate", "index"
+        "project",
+        "cyclegan",
+        "translate",
+        "cold_start",
+        "amm",
+        "select",
+        "evaluate",
+        "index",
     ]
     assert all(s["seconds"] >= 0 for s in report["stages"])
     rounds = report["rounds"]
@@ -189,8 +196,9 @@ def test_run_job_reuses_a_finished_run(unsupervised_run, world):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["semi", "supervised"])
 def test_other_modes_end_to_end(world, tmp_path, mode):
-    report = run_pipeline(world, "cvact", mode, "tiny", tmp_path / mode, device="cpu",
-                          gt_ratio=0.25)
+    report = run_pipeline(
+        world, "cvact", mode, "tiny", tmp_path / mode, device="cpu", gt_ratio=0.25
+    )
     assert report["mode"] == mode
     assert set(report["recall"]) >= {"r1", "r5", "r10", "r1p"}
     if mode == "semi":
@@ -203,7 +211,10 @@ def test_other_modes_end_to_end(world, tmp_path, mode):
     else:
         assert report["rounds"] == []
         assert [s["name"] for s in report["stages"]] == [
-            "supervised", "select", "evaluate", "index"
+            "supervised",
+            "select",
+            "evaluate",
+            "index",
         ]
 
 
@@ -212,8 +223,13 @@ def test_supervised_needs_ground_truth(tmp_path):
 
     from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
 
-    split = ViewSplit(["g0", "g1"], [Path("a"), Path("b")], ["s0", "s1"], [Path("c"), Path("d")],
-                      positives=np.array([-1, -1]))
+    split = ViewSplit(
+        ["g0", "g1"],
+        [Path("a"), Path("b")],
+        ["s0", "s1"],
+        [Path("c"), Path("d")],
+        positives=np.array([-1, -1]),
+    )
     ds = CrossViewDataset("x", "folder", tmp_path, "full", {"train": split})
     with pytest.raises(ConfigError, match="ground-truth"):
         PipelineRun(ds, tmp_path / "run", mode="supervised", preset="tiny", device="cpu").run()

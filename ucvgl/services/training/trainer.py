@@ -139,15 +139,21 @@ def contrastive_loss(
 
     Returns:
         The loss of the global batch, multiplied by the DDP world size (see
-        :func:`ddp_loss_scale`) so averaged DDP gradients equal the global gradient.
+        :func:`ddp_loss_scale`) so averaged DDP gradients equal the global gradient (the
+        temperature, whose gradient every rank computes in full, is scaled back).
     """
     from ucvgl.services.losses import SymmetricInfoNCE
 
     q = gather_with_grad(queries)
     r = gather_with_grad(references)
-    mask = None if positive_mask is None else gather_with_grad(positive_mask)
+    mask = None if positive_mask is None else gather_with_grad(positive_mask.to(torch.uint8)).bool()
+    world = ddp_loss_scale()
+    if world > 1:
+        # Every rank sees the temperature's FULL gradient (it is shared, not split by rows),
+        # so its share is divided by the world size to undo the loss scaling below.
+        log_scale = log_scale / world + log_scale.detach() * (1.0 - 1.0 / world)
     loss = SymmetricInfoNCE(label_smoothing=smoothing)(q.float(), r.float(), log_scale, mask)
-    return loss * ddp_loss_scale()
+    return loss * world
 
 
 class StageRunner:

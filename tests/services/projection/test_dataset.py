@@ -32,7 +32,7 @@ def _split(paths: list[Path], headings=None) -> ViewSplit:
 
 
 @pytest.fixture
-def dataset(tmp_path) -> CrossViewDataset:
+def dataset(tmp_path, settings) -> CrossViewDataset:
     rng = np.random.default_rng(0)
     root = tmp_path / "data" / "world"
     train = [root / "pano" / f"g{i}.png" for i in range(5)]
@@ -110,7 +110,7 @@ def test_cancel_between_batches_leaves_only_complete_files(dataset, tmp_path):
     assert not list(out.glob(".*.tmp"))
 
 
-def test_heading_rolls_the_panorama_to_north(tmp_path):
+def test_heading_rolls_the_panorama_to_north(tmp_path, settings):
     rng = np.random.default_rng(1)
     north = tmp_path / "north" / "p.png"
     pixels = _write_pano(north, rng, (16, 32))

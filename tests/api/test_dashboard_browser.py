@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,9 @@ from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database, upgrade_database
 from ucvgl.shared.enums import JobState
 from ucvgl.shared.models import Dataset, Job, Model, PseudoLabelRound, utcnow
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
@@ -61,7 +65,7 @@ class LiveServer:
 
     url: str
     database: Database
-    seeded: Seeded
+    seeded: Seeded | None
 
 
 def seed(database: Database, run_dir: Path) -> Seeded:
@@ -131,40 +135,72 @@ def seed(database: Database, run_dir: Path) -> Seeded:
         return Seeded(dataset.id, running.id, failed.id)
 
 
-@pytest.fixture
-def live_server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
-    """The real app on 127.0.0.1 (a free port) over a migrated temporary SQLite database."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Debian Chromium for the module (skips when it or playwright is absent)."""
     if not CHROMIUM.exists():
         pytest.skip(f"Debian chromium is not installed at {CHROMIUM} (scripts/ensure_chromium.sh)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed"
+    )
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[[bool], LiveServer]]:
+    """Start the real app on 127.0.0.1 (a free port) over a migrated temporary SQLite file.
+
+    ``serve(with_rows)`` seeds the rows first when ``with_rows``; the server stops after the
+    test.
+    """
     import uvicorn
 
     from ucvgl.api.main import create_app
 
-    url = f"sqlite:///{tmp_path / 'dashboard.sqlite'}"
-    upgrade_database(url)
-    app_settings = settings.model_copy(update={"database_url": url, "api_token": TOKEN})
-    database = Database.from_url(url)
-    seeded = seed(database, tmp_path / "work" / "runs" / "dataset-1" / "default")
+    started: list[tuple[uvicorn.Server, threading.Thread, Database]] = []
 
-    config = uvicorn.Config(
-        create_app(app_settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start within 15 s")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", database, seeded)
-    finally:
+    def start(with_rows: bool) -> LiveServer:
+        url = f"sqlite:///{tmp_path / 'dashboard.sqlite'}"
+        upgrade_database(url)
+        app_settings = settings.model_copy(update={"database_url": url, "api_token": TOKEN})
+        database = Database.from_url(url)
+        run_dir = tmp_path / "work" / "runs" / "dataset-1" / "default"
+        seeded = seed(database, run_dir) if with_rows else None
+        config = uvicorn.Config(
+            create_app(app_settings), host="127.0.0.1", port=0, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+        thread.start()
+        started.append((server, thread, database))
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start within 15 s")
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return LiveServer(f"http://127.0.0.1:{port}", database, seeded)
+
+    yield start
+    for server, thread, database in started:
         server.should_exit = True
         thread.join(timeout=10)
         database.dispose()
+
+
+def open_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    """A new page at ``url`` and the list its console errors and page errors go to."""
+    errors: list[str] = []
+    page = browser.new_page()
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.goto(url, wait_until="domcontentloaded")
+    return page, errors
 
 
 def set_progress(database: Database, job_id: int, progress: float, stage: str) -> None:
@@ -175,91 +211,99 @@ def set_progress(database: Database, job_id: int, progress: float, stage: str) -
         )
 
 
-def polyline_points(page, selector: str) -> int:  # noqa: ANN001 - a playwright Page
+def polyline_points(page: Page, selector: str) -> int:
     """Total SVG points of the polylines matching ``selector``."""
     return page.eval_on_selector_all(
         selector, "lines => lines.reduce((n, line) => n + line.points.numberOfItems, 0)"
     )
 
 
-def test_dashboard_shows_live_progress_curves_and_errors(live_server: LiveServer) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_dashboard_shows_live_progress_curves_and_errors(
+    browser: Browser, serve: Callable[[bool], LiveServer]
+) -> None:
+    from playwright.sync_api import expect
 
+    live_server = serve(True)
     seeded = live_server.seeded
-    console_errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on(
-                "console",
-                lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
-            )
-            page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
-            page.goto(live_server.url + "/", wait_until="domcontentloaded")
-            expect(page).to_have_title("ucvgl dashboard")
+    assert seeded is not None
+    page, console_errors = open_page(browser, live_server.url + "/")
+    expect(page).to_have_title("ucvgl dashboard")
 
-            # The running job with its progress, stage and an ETA; the failed one's error.
-            row = page.locator(f'tr[data-job-id="{seeded.running_job_id}"]')
-            percent = row.locator('[data-role="percent"]')
-            expect(percent).to_have_text("20%", timeout=WAIT_MS)
-            expect(row.locator('[data-field="state"]')).to_have_text("running")
-            expect(row.locator('[data-field="dataset"]')).to_have_text("synth-browser")
-            expect(row.locator('[data-field="eta"]')).to_contain_text("min")
-            failed = page.locator(f'tr[data-job-id="{seeded.failed_job_id}"]')
-            expect(failed.locator('[data-field="error"]')).to_contain_text("is unreadable")
-            expect(failed.locator("button.cancel")).to_be_hidden()
+    # The running job with its progress, stage and an ETA; the failed one's error.
+    row = page.locator(f'tr[data-job-id="{seeded.running_job_id}"]')
+    percent = row.locator('[data-role="percent"]')
+    expect(percent).to_have_text("20%", timeout=WAIT_MS)
+    expect(row.locator('[data-field="state"]')).to_have_text("running")
+    expect(row.locator('[data-field="dataset"]')).to_have_text("synth-browser")
+    expect(row.locator('[data-field="eta"]')).to_contain_text("min")
+    failed = page.locator(f'tr[data-job-id="{seeded.failed_job_id}"]')
+    expect(failed.locator('[data-field="error"]')).to_contain_text("is unreadable")
+    expect(failed.locator("button.cancel")).to_be_hidden()
 
-            # The progress moves when the job row moves.
-            set_progress(live_server.database, seeded.running_job_id, 0.6, "amm round 3")
-            expect(percent).to_have_text("60%", timeout=WAIT_MS)
-            expect(row.locator('[data-field="stage"]')).to_have_text("amm round 3")
-            assert row.locator("progress").evaluate("bar => bar.value") == 60
+    # The progress moves when the job row moves.
+    set_progress(live_server.database, seeded.running_job_id, 0.6, "amm round 3")
+    expect(percent).to_have_text("60%", timeout=WAIT_MS)
+    expect(row.locator('[data-field="stage"]')).to_have_text("amm round 3")
+    assert row.locator("progress").evaluate("bar => bar.value") == 60
 
-            # The pseudo-label curve: one point per round for labels and correct labels,
-            # the threshold per round, and recall where a round has a model (rounds 2, 3).
-            labels_line = '#labels-chart [data-series="labels"] polyline'
-            page.wait_for_selector(labels_line, state="attached", timeout=WAIT_MS)
-            assert polyline_points(page, labels_line) == len(LABELS)
-            correct_line = '#labels-chart [data-series="correct"] polyline'
-            assert polyline_points(page, correct_line) == len(CORRECT)
-            threshold_line = '#threshold-chart [data-series="threshold"] polyline'
-            assert polyline_points(page, threshold_line) == len(THRESHOLDS)
-            assert polyline_points(page, '#recall-chart [data-series="r1"] polyline') == 2
-            # More labels sit higher on the chart (smaller SVG y).
-            ys = page.eval_on_selector(
-                labels_line, "line => Array.from(line.points).map(p => p.y)"
-            )
-            assert ys[0] > ys[1] > ys[2]
-            expect(page.locator("#rounds-body tr")).to_have_count(len(LABELS))
-            assert console_errors == []
+    # The pseudo-label curve: one point per round for labels and correct labels,
+    # the threshold per round, and recall where a round has a model (rounds 2, 3).
+    labels_line = '#labels-chart [data-series="labels"] polyline'
+    page.wait_for_selector(labels_line, state="attached", timeout=WAIT_MS)
+    assert polyline_points(page, labels_line) == len(LABELS)
+    correct_line = '#labels-chart [data-series="correct"] polyline'
+    assert polyline_points(page, correct_line) == len(CORRECT)
+    threshold_line = '#threshold-chart [data-series="threshold"] polyline'
+    assert polyline_points(page, threshold_line) == len(THRESHOLDS)
+    assert polyline_points(page, '#recall-chart [data-series="r1"] polyline') == 2
+    # More labels sit higher on the chart (smaller SVG y).
+    ys = page.eval_on_selector(labels_line, "line => Array.from(line.points).map(p => p.y)")
+    assert ys[0] > ys[1] > ys[2]
+    expect(page.locator("#rounds-body tr")).to_have_count(len(LABELS))
+    assert console_errors == []
 
-            # A wrong token: the problem document's detail is shown to the user.
-            page.fill("#token-input", "wrong-token")
-            page.click("#token-form button[type=submit]")
-            page.click("#start-submit")
-            expect(page.locator("#alert")).to_contain_text(
-                "the bearer token is wrong", timeout=WAIT_MS
-            )
+    # A wrong token: the problem document's detail is shown to the user.
+    page.fill("#token-input", "wrong-token")
+    page.click("#token-form button[type=submit]")
+    page.click("#start-submit")
+    expect(page.locator("#alert")).to_contain_text("the bearer token is wrong", timeout=WAIT_MS)
 
-            # The right token: cancel the running job (two clicks: ask, confirm).
-            page.fill("#token-input", TOKEN)
-            page.click("#token-form button[type=submit]")
-            cancel = row.locator("button.cancel")
-            cancel.click()
-            expect(cancel).to_have_text("Confirm cancel")
-            cancel.click()
-            expect(cancel).to_have_text("Cancelling…", timeout=WAIT_MS)
-            expect(page.locator("#status")).to_contain_text("Cancel requested")
-            with live_server.database.sessions() as session:
-                assert session.get(Job, seeded.running_job_id).cancel_requested is True
-            if os.environ.get("UCVGL_SCREENSHOT_DIR"):
-                page.screenshot(
-                    path=str(Path(os.environ["UCVGL_SCREENSHOT_DIR"]) / "dashboard.png"),
-                    full_page=True,
-                )
-        finally:
-            browser.close()
+    # The right token: cancel the running job (two clicks: ask, confirm).
+    page.fill("#token-input", TOKEN)
+    page.click("#token-form button[type=submit]")
+    cancel = row.locator("button.cancel")
+    cancel.click()
+    expect(cancel).to_have_text("Confirm cancel")
+    cancel.click()
+    expect(cancel).to_have_text("Cancelling…", timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("Cancel requested")
+    with live_server.database.sessions() as session:
+        assert session.get(Job, seeded.running_job_id).cancel_requested is True
+    if os.environ.get("UCVGL_SCREENSHOT_DIR"):
+        page.screenshot(
+            path=str(Path(os.environ["UCVGL_SCREENSHOT_DIR"]) / "dashboard.png"),
+            full_page=True,
+        )
+    page.close()
     # Only the deliberate 401 may have been logged (Chromium logs failed fetches).
     unexpected = [m for m in console_errors if "401" not in m]
     assert unexpected == []
+
+
+def test_dashboard_with_nothing_recorded_says_so_without_errors(
+    browser: Browser, serve: Callable[[bool], LiveServer]
+) -> None:
+    from playwright.sync_api import expect
+
+    live_server = serve(False)
+    page, console_errors = open_page(browser, live_server.url + "/dashboard")
+    expect(page.locator("#jobs-empty")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#dataset-info")).to_have_text("No dataset registered yet.")
+    expect(page.locator("#labels-chart")).to_contain_text("No rounds yet.")
+    expect(page.locator("#start-submit")).to_be_disabled()
+    expect(page.locator("#jobs-updated")).to_contain_text("updated")
+    page.wait_for_timeout(2000)  # a few more polls of the empty lists
+    assert page.locator("#jobs-body tr").count() == 0
+    expect(page.locator("#alert")).to_be_hidden()
+    page.close()
+    assert console_errors == []

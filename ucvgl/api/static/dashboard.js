@@ -65,6 +65,7 @@ function main() {
   let refreshJobs = () => {};
   let refreshDataset = () => {};
   let refreshDatasets = () => {};
+  let jobs = null;
 
   const startForm = new StartForm({
     api,
@@ -81,9 +82,10 @@ function main() {
         names.set(d.id, d.name);
       }
       startForm.setDatasets(list);
+      jobs?.rerender();
     },
   });
-  const jobs = new JobsPanel({
+  jobs = new JobsPanel({
     api,
     config,
     notices,

@@ -43,7 +43,15 @@ export class JobsPanel {
     setText(this.updated, `updated ${new Date().toLocaleTimeString()}`);
   }
 
+  /** Redraw the last page (e.g. once the dataset names are known). */
+  rerender() {
+    if (this.lastPage) {
+      this.render(this.lastPage);
+    }
+  }
+
   render(page) {
+    this.lastPage = page;
     const items = Array.isArray(page?.items) ? page.items : [];
     const seen = new Set();
     const ordered = items.map((job) => {

@@ -233,3 +233,46 @@ def test_supervised_needs_ground_truth(tmp_path):
     ds = CrossViewDataset("x", "folder", tmp_path, "full", {"train": split})
     with pytest.raises(ConfigError, match="ground-truth"):
         PipelineRun(ds, tmp_path / "run", mode="supervised", preset="tiny", device="cpu").run()
+
+
+def test_cli_evaluate_and_match_on_a_finished_run(unsupervised_run):
+    from typer.testing import CliRunner
+
+    from ucvgl.cli import app
+
+    out, report = unsupervised_run
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"{report['recall']['r1']:.2f}" in result.output
+    assert "cold_start" in result.output and "total" in result.output
+    result = CliRunner().invoke(app, ["match", "--run", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "selected (label-free)" in result.output
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(out / "nowhere")])
+    assert result.exit_code == 1 and "--data and --format" in result.output
+
+
+@pytest.mark.slow
+def test_cli_demo_tiny(tmp_path):
+    from typer.testing import CliRunner
+
+    from ucvgl.cli import app
+
+    args = [
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--train",
+        "16",
+        "--val",
+        "8",
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "R@1" in result.output and "selected (label-free)" in result.output
+    report = json.loads((tmp_path / "demo" / "run" / "report.json").read_text())
+    assert report["dataset"]["splits"]["train"]["ground"] == 16

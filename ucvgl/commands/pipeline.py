@@ -1,0 +1,336 @@
+"""``ucvgl pipeline | cyclegan | train | match | evaluate | demo``: the learning pipeline.
+
+``pipeline`` runs every stage of a mode into a run folder; the stage commands work on an
+existing run folder (its ``run.json`` names the dataset, mode and preset) or start one
+when ``--data``/``--format`` are given. Every command resumes what a previous one left.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+MODE_HELP = "unsupervised, semi or supervised."
+PRESET_HELP = "tiny (tests), cpu (demo, ~1,000 locations on 2 cores), paper-small, paper-base."
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """A plain-text summary of a report: recall, AMM rounds and stage times."""
+    lines = [f"mode {report['mode']}, preset {report['preset']}, run {report.get('run_dir', '')}"]
+    recall = report.get("recall")
+    if recall:
+        lines.append("")
+        lines.append(
+            f"{'R@1':>8} {'R@5':>8} {'R@10':>8} {'R@1%':>8}   (percent, "
+            f"{report['dataset'].get('eval_split')} split)"
+        )
+        lines.append(" ".join(f"{_fmt(recall.get(k)):>8}" for k in ("r1", "r5", "r10", "r1p")))
+    else:
+        lines.append("recall: not evaluated (no evaluation split with ground truth)")
+    if report.get("rounds"):
+        lines.append("")
+        lines.append(
+            f"{'round':>5} {'tau':>8} {'mutual':>7} {'labels':>7} {'correct':>8} {'score':>9}"
+        )
+        for r in report["rounds"]:
+            crit = r.get("criterion_before") or {}
+            lines.append(
+                f"{r['round']:>5} {_fmt(r['threshold'], 4):>8} {r['mutual']:>7} "
+                f"{r['labels']:>7} {_fmt(r['correct']):>8} {_fmt(crit.get('score')):>9}"
+            )
+        sel = (report.get("selection") or {}).get("selected") or {}
+        if sel:
+            lines.append(f"selected (label-free): {sel.get('name')}")
+    lines.append("")
+    lines.append(f"{'stage':<12} {'seconds':>9}")
+    for s in report.get("stages", []):
+        lines.append(f"{s['name']:<12} {s['seconds']:>9.1f}")
+    total = sum(s["seconds"] for s in report.get("stages", []))
+    lines.append(f"{'total':<12} {total:>9.1f}")
+    return "\n".join(lines)
+
+
+def _open_run(
+    run: Path,
+    *,
+    data: Path | None,
+    format: str | None,
+    mode: str | None,
+    preset: str | None,
+    gt_ratio: float | None,
+    seed: int | None,
+    device: str | None,
+    progress,
+):
+    """A PipelineRun for ``run`` from its run.json, or from the options for a new run."""
+    import json
+
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.pipeline import RUN_FILE, PipelineRun
+    from ucvgl.shared.errors import ConfigError
+
+    saved: dict[str, Any] = {}
+    if (run / RUN_FILE).exists():
+        saved = json.loads((run / RUN_FILE).read_text())
+    data = data or (Path(saved["data"]) if saved.get("data") else None)
+    format = format or saved.get("format")
+    if data is None or format is None:
+        raise ConfigError(f"{run} is not a run folder yet: give --data and --format to start one")
+    dataset = load_dataset(data, format)
+    return PipelineRun(
+        dataset,
+        run,
+        mode=mode or saved.get("mode") or "unsupervised",
+        preset=preset or saved.get("preset") or "cpu",
+        gt_ratio=gt_ratio if gt_ratio is not None else (saved.get("gt_ratio") or 0.1),
+        device=device,
+        progress=progress,
+        seed=seed if seed is not None else saved.get("seed", 0),
+    )
+
+
+def _run_cli(fn) -> Any:
+    """Run ``fn(progress)`` with a progress bar; UcvglErrors become a message and exit 1."""
+    from ucvgl.commands._progress import TqdmProgress
+    from ucvgl.shared.errors import UcvglError
+
+    progress = TqdmProgress()
+    try:
+        return fn(progress)
+    except UcvglError as exc:
+        progress.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        progress.close()
+        typer.echo("interrupted: run the same command again to continue", err=True)
+        raise typer.Exit(code=130) from None
+    finally:
+        progress.close()
+
+
+RUN_OPT = typer.Option(..., "--run", help="The run folder.")
+DATA_OPT = typer.Option(None, "--data", help="Dataset root (only to start a new run folder).")
+FORMAT_OPT = typer.Option(None, "--format", help="cvusa, cvact, vigor or folder (new run).")
+MODE_OPT = typer.Option(None, "--mode", help=MODE_HELP + " (new run)")
+PRESET_OPT = typer.Option(None, "--preset", help=PRESET_HELP + " (new run)")
+DEVICE_OPT = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: settings).")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the pipeline commands to ``app``."""
+
+    @app.command("pipeline")
+    def pipeline(
+        data: Path = typer.Option(..., "--data", help="Dataset root folder."),
+        format: str = typer.Option(..., "--format", help="cvusa, cvact, vigor or folder."),
+        mode: str = typer.Option("unsupervised", "--mode", help=MODE_HELP),
+        gt_ratio: float = typer.Option(0.1, "--gt-ratio", help="Known share of pairs (semi)."),
+        preset: str = typer.Option("cpu", "--preset", help=PRESET_HELP),
+        out: Path = typer.Option(..., "--out", help="Run folder (resumed when it exists)."),
+        device: str = DEVICE_OPT,
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+    ) -> None:
+        """Run every stage of a mode; running it again continues where it stopped.
+
+        Unsupervised: projection, CycleGAN, cold start, AMM rounds, selection, evaluation,
+        index. Semi: warm-up on known pairs, AMM rounds. Supervised: all true pairs.
+        """
+        from ucvgl.services.pipeline import run_pipeline
+
+        report = _run_cli(
+            lambda p: run_pipeline(
+                data,
+                format,
+                mode,
+                preset,
+                out,
+                gt_ratio=gt_ratio,
+                device=device,
+                progress=p,
+                seed=seed,
+            )
+        )
+        typer.echo(format_summary(report))
+        typer.echo(f"report: {out / 'report.json'}")
+
+    @app.command("cyclegan")
+    def cyclegan(
+        run: Path = RUN_OPT,
+        data: Path = DATA_OPT,
+        format: str = FORMAT_OPT,
+        preset: str = PRESET_OPT,
+        device: str = DEVICE_OPT,
+    ) -> None:
+        """BEV projection, BEV -> satellite CycleGAN and fake satellites of a run."""
+
+        def work(p):
+            r = _open_run(
+                run,
+                data=data,
+                format=format,
+                mode=None,
+                preset=preset,
+                gt_ratio=None,
+                seed=None,
+                device=device,
+                progress=p,
+            )
+            r._timed("project", r.project, p)
+            r._timed("cyclegan", r.cyclegan, p)
+            return r._timed("translate", r.translate, p)
+
+        fakes = _run_cli(work)
+        typer.echo(f"{len(fakes)} fake satellite images in {run / 'fake'}")
+
+    @app.command("train")
+    def train(
+        run: Path = RUN_OPT,
+        stage: str = typer.Option(
+            "all",
+            "--stage",
+            help="cold_start, amm, semi_warmup, supervised, or all (up to the selection).",
+        ),
+        data: Path = DATA_OPT,
+        format: str = FORMAT_OPT,
+        mode: str = MODE_OPT,
+        preset: str = PRESET_OPT,
+        device: str = DEVICE_OPT,
+    ) -> None:
+        """Train a run's encoders (the stages before are run or reused)."""
+        names = {"cold_start", "amm", "semi_warmup", "supervised", "all"}
+        if stage not in names:
+            raise typer.BadParameter(f"--stage must be one of {sorted(names)}")
+
+        def work(p):
+            r = _open_run(
+                run,
+                data=data,
+                format=format,
+                mode=mode,
+                preset=preset,
+                gt_ratio=None,
+                seed=None,
+                device=device,
+                progress=p,
+            )
+            target = "select" if stage == "all" else stage
+            return r._timed(target, getattr(r, target), p)
+
+        result = _run_cli(work)
+        typer.echo(f"done: {result if not isinstance(result, dict) else 'AMM rounds finished'}")
+
+    @app.command("match")
+    def match(
+        run: Path = RUN_OPT,
+        round: int = typer.Option(None, "--round", min=1, help="Run rounds up to this one."),
+        device: str = DEVICE_OPT,
+    ) -> None:
+        """Pseudo-label rounds (AMM) of a run: print mutual matches, labels and precision."""
+
+        def work(p):
+            r = _open_run(
+                run,
+                data=None,
+                format=None,
+                mode=None,
+                preset=None,
+                gt_ratio=None,
+                seed=None,
+                device=device,
+                progress=p,
+            )
+            return r._timed("amm", lambda pr: r.amm(pr, only_round=round), p)
+
+        result = _run_cli(work)
+        typer.echo(
+            format_summary(
+                {
+                    "mode": "",
+                    "preset": "",
+                    "rounds": result["rounds"],
+                    "selection": {"selected": result["selected"]},
+                    "recall": None,
+                    "dataset": {},
+                }
+            )
+        )
+
+    @app.command("evaluate")
+    def evaluate(run: Path = RUN_OPT, device: str = DEVICE_OPT) -> None:
+        """Recall@1/5/10/1% of a run's selected model on the evaluation split."""
+
+        def work(p):
+            r = _open_run(
+                run,
+                data=None,
+                format=None,
+                mode=None,
+                preset=None,
+                gt_ratio=None,
+                seed=None,
+                device=device,
+                progress=p,
+            )
+            r._timed("evaluate", r.evaluate, p)
+            return r.write_report()
+
+        report = _run_cli(work)
+        typer.echo(format_summary(report))
+
+    @app.command("demo")
+    def demo(
+        out: Path = typer.Option(Path("runs/demo"), "--out", help="Demo folder."),
+        train: int = typer.Option(1000, "--train", min=2, help="Training locations."),
+        val: int = typer.Option(500, "--val", min=2, help="Validation locations."),
+        preset: str = typer.Option("cpu", "--preset", help=PRESET_HELP),
+        device: str = DEVICE_OPT,
+        seed: int = typer.Option(0, "--seed", help="Random seed of the world and the run."),
+    ) -> None:
+        """Generate a synthetic world and learn it without any pair label.
+
+        The world is written in the CVACT layout; the whole unsupervised pipeline runs on
+        it and its recall and pseudo-label rounds are printed.
+        """
+        from ucvgl.services.pipeline import run_pipeline
+        from ucvgl.services.presets import get_preset
+        from ucvgl.services.synth import generate_world
+
+        p = get_preset(preset)
+        world = out / "world"
+
+        def work(progress):
+            generate_world(
+                world,
+                "cvact",
+                train,
+                val,
+                seed=seed,
+                pano_size=tuple(p.ground_size),
+                sat_size=p.satellite_size,
+                progress=progress,
+            )
+            return run_pipeline(
+                world,
+                "cvact",
+                "unsupervised",
+                p,
+                out / "run",
+                device=device,
+                progress=progress,
+                seed=seed,
+            )
+
+        report = _run_cli(work)
+        typer.echo(format_summary(report))
+        typer.echo(f"report: {out / 'run' / 'report.json'}")

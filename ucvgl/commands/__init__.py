@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES: tuple[str, ...] = ("project", "data", "service", "synth")
+COMMAND_MODULES: tuple[str, ...] = ("project", "data", "service", "synth", "pipeline")
 """Modules under ``ucvgl.commands`` whose ``register(app)`` adds commands."""
 
 

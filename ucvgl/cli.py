@@ -12,6 +12,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def main() -> None:
+    """ucvgl: unsupervised cross-view geo-localization (UCVGL, CVPR 2024) as a service."""
+
+
 def _register() -> None:
     """Import every command module; each adds its commands to ``app``."""
     from ucvgl.commands import register_all

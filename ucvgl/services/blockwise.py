@@ -279,7 +279,10 @@ def blockwise_topk(
     """Exact top-k per query row and per gallery column of the cosine similarity matrix.
 
     Never materialises the [Q, G] matrix: peak extra memory is two [block_q, block_g]
-    float32 buffers plus the running top-k's ([Q, row_k] and [G, col_k]).
+    float32 buffers (the block and a transposed copy) and the running top-k's
+    ([Q, row_k] and [G, col_k]). Per block, a cheap value-only maximum per row (column)
+    selects the rows (columns) whose running top-k can change; only those are sorted, so
+    after the first few blocks the cost is the matrix multiply itself.
 
     Args:
         queries: [Q, D] embeddings (e.g. ground images).
@@ -333,16 +336,29 @@ def blockwise_topk(
                 cur_qs = qs
                 cur_v = torch.full((bq, rk), neg_inf, device=dev)
                 cur_i = torch.full((bq, rk), -1, dtype=torch.int64, device=dev)
-            v, i = _block_topk(sim, rk)
-            cur_v, cur_i = merge_topk(cur_v, cur_i, v, i + gs, rk)
+            # Only rows whose block maximum beats their running k-th value can change (an
+            # equal value loses the tie: its index is higher). After the first few blocks
+            # these are few, so the top-k runs on a small gathered subset (or, when many
+            # rows change, on the whole block without a gather).
+            rows = torch.nonzero(sim.amax(dim=1) > cur_v[:, -1]).flatten()
+            if rows.numel() > bq // 4:  # many change: sort them all, no gather
+                v, i = _block_topk(sim, rk)
+                cur_v, cur_i = merge_topk(cur_v, cur_i, v, i + gs, rk)
+            elif rows.numel():
+                v, i = _block_topk(sim.index_select(0, rows), rk)
+                cur_v[rows], cur_i[rows] = merge_topk(cur_v[rows], cur_i[rows], v, i + gs, rk)
         if ck:
-            if transposed is None:
-                transposed = torch.empty(sim.numel(), device=dev)
-            sim_t = transposed[: bq * bg].view(bg, bq).copy_(sim.T)
-            v, i = _block_topk(sim_t, ck)
-            col_v[gs : gs + bg], col_i[gs : gs + bg] = merge_topk(
-                col_v[gs : gs + bg], col_i[gs : gs + bg], v, i + qs, ck
-            )
+            # Same for columns, sorted as rows of a transposed copy ([n, bq]).
+            run_v, run_i = col_v[gs : gs + bg], col_i[gs : gs + bg]
+            cols = torch.nonzero(sim.amax(dim=0) > run_v[:, -1]).flatten()
+            if cols.numel() > bg // 8:  # many change: one dense transpose into a buffer
+                if transposed is None:  # sized for the largest (first) block
+                    transposed = torch.empty(min(block_q, n_q) * min(block_g, n_g), device=dev)
+                v, i = _block_topk(transposed[: bq * bg].view(bg, bq).copy_(sim.T), ck)
+                col_v[gs : gs + bg], col_i[gs : gs + bg] = merge_topk(run_v, run_i, v, i + qs, ck)
+            elif cols.numel():
+                v, i = _block_topk(sim.index_select(1, cols).T.contiguous(), ck)
+                run_v[cols], run_i[cols] = merge_topk(run_v[cols], run_i[cols], v, i + qs, ck)
     flush_rows()
     return BlockTopK(
         rows=TopK(row_v, row_i) if rk else None,

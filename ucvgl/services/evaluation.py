@@ -91,7 +91,13 @@ def positive_ranks(
     ):
         bq, bg = sim.shape
         p = pos_sim[qs : qs + bq, None]
-        counts[qs : qs + bq] += torch.count_nonzero(sim > p, dim=1)
+        # Only rows whose block maximum exceeds the positive can count anything.
+        rows = torch.nonzero(sim.amax(dim=1) > p[:, 0]).flatten()
+        if rows.numel() > bq // 2:
+            counts[qs : qs + bq] += torch.count_nonzero(sim > p, dim=1)
+        elif rows.numel():
+            above = sim.index_select(0, rows) > p.index_select(0, rows)
+            counts[qs + rows] += torch.count_nonzero(above, dim=1)
         # Never count the positive against itself (rounding may put it above its own dot).
         local = pos_dev[qs : qs + bq] - gs
         inside = torch.nonzero((local >= 0) & (local < bg)).flatten()

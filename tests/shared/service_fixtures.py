@@ -116,3 +116,36 @@ def make_folder_dataset(root: Path, n: int = 4, seed: int = 0) -> Path:
     (root / "pairs.csv").write_text("\n".join(lines) + "\n")
     (root / "satellite_coords.csv").write_text("\n".join(coords) + "\n")
     return root
+
+
+@pytest.fixture
+def client(service_settings: Settings) -> Iterator:
+    """A TestClient of the app on the test database (errors answered, not raised)."""
+    from fastapi.testclient import TestClient
+
+    from ucvgl.api.main import create_app
+
+    with TestClient(create_app(service_settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tiny_dataset(client, auth, service_settings) -> dict:
+    """A registered tiny folder dataset (4 pairs), as the API returns it."""
+    make_folder_dataset(service_settings.data_roots[0] / "tiny")
+    body = {"name": "tiny", "path": "tiny", "format": "folder"}
+    response = client.post("/api/v1/datasets", json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def assert_problem(response, status: int, *needles: str) -> dict:
+    """Assert an application/problem+json answer of ``status`` whose detail has ``needles``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body)
+    assert body["status"] == status and "Traceback" not in response.text
+    for needle in needles:
+        assert needle in body["detail"], body
+    return body

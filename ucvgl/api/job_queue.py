@@ -34,7 +34,13 @@ class JobQueue:
     def broker_ping(self, timeout_s: float = 2.0) -> None:
         """Connect to the broker once; raises when it is unreachable."""
         with self.celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout_s)
+            conn.ensure_connection(
+                max_retries=1,
+                interval_start=0,
+                interval_step=0.2,
+                interval_max=0.2,
+                timeout=timeout_s,
+            )
 
     def worker_ping(self, timeout_s: float = 0.5) -> list[str]:
         """Hostnames of workers answering ``celery control ping`` within ``timeout_s``."""

@@ -39,7 +39,7 @@ def readyz(database: DatabaseDep, queue: JobQueueDep) -> Readiness:
 
     def workers() -> str:
         names = live_workers(database)
-        if not names:
+        if not names and checks["broker"].ok:  # Redis can broadcast; the SQLite broker cannot
             names = queue.worker_ping(timeout_s=0.5)
         if not names:
             raise RuntimeError("no worker answered; start one with `ucvgl worker`")

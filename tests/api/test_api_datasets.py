@@ -1,0 +1,56 @@
+"""Registering datasets: path confinement, layout validation, names, reads."""
+
+from __future__ import annotations
+
+import os
+
+from service_fixtures import assert_problem, make_folder_dataset
+
+
+def test_register_list_and_get(client, tiny_dataset):
+    assert tiny_dataset["counts"]["train"] == {"ground": 3, "satellite": 3, "known_pairs": 3}
+    assert tiny_dataset["has_ground_truth"] is True
+    assert tiny_dataset["validation_report"]["ok"] is True
+    listed = client.get("/api/v1/datasets").json()
+    assert listed["total"] == 1 and listed["items"][0]["name"] == "tiny"
+    one = client.get(f"/api/v1/datasets/{tiny_dataset['id']}")
+    assert one.status_code == 200 and one.json()["root_path"].endswith("tiny")
+    assert_problem(client.get("/api/v1/datasets/999"), 404, "dataset 999")
+
+
+def test_duplicate_name_is_a_conflict(client, auth, tiny_dataset):
+    body = {"name": "tiny", "path": "tiny", "format": "folder"}
+    assert_problem(client.post("/api/v1/datasets", json=body, headers=auth), 409, "'tiny'")
+
+
+def test_paths_outside_the_data_roots_are_refused(client, auth, service_settings, tmp_path):
+    outside = make_folder_dataset(tmp_path / "outside")
+    root = service_settings.data_roots[0]
+    os.symlink(outside, root / "link")
+    for path in (str(outside), "../outside", "link", str(root / "link" / ".." / "..")):
+        body = {"name": "x", "path": path, "format": "folder"}
+        problem = assert_problem(
+            client.post("/api/v1/datasets", json=body, headers=auth), 422, "body.path"
+        )
+        assert problem["errors"][0]["field"] == "body.path"
+        assert "outside the allowed data roots" in problem["detail"]
+
+
+def test_layout_errors_name_the_file(client, auth, service_settings):
+    root = make_folder_dataset(service_settings.data_roots[0] / "broken")
+    (root / "pairs.csv").write_text("ground,satellite\nmissing_pano,s000\n")
+    body = {"name": "broken", "path": "broken", "format": "folder"}
+    problem = assert_problem(client.post("/api/v1/datasets", json=body, headers=auth), 422)
+    assert "pairs.csv" in problem["detail"], problem
+    missing = {"name": "nothing", "path": "nothing", "format": "folder"}
+    assert_problem(
+        client.post("/api/v1/datasets", json=missing, headers=auth), 422, "not an existing folder"
+    )
+
+
+def test_validation_errors_name_the_field(client, auth):
+    body = {"name": "bad name!", "path": "x", "format": "kml"}
+    problem = assert_problem(client.post("/api/v1/datasets", json=body, headers=auth), 422)
+    fields = {e["field"] for e in problem["errors"]}
+    assert {"body.name", "body.format"} <= fields
+    assert "body.format" in problem["detail"]

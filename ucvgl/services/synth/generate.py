@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing as mp
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from ucvgl.services.synth.writers import (
     make_writer,
 )
 from ucvgl.shared.errors import ConfigError
-from ucvgl.shared.fileio import atomic_write_bytes, atomic_write_text
+from ucvgl.shared.fileio import atomic_write_text
 
 META_FILE = "synth_meta.json"
 GENERATOR = "ucvgl.synth"
@@ -65,10 +66,27 @@ def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 90) -> byt
     return buf.getvalue()
 
 
+def _write_image(target: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``target`` and rename it into place.
+
+    Unlike :func:`ucvgl.shared.fileio.atomic_write_bytes` there is no fsync: an image is
+    reproducible from the seed, so a power cut may lose it but never leaves a truncated
+    file under its name (a resume re-renders it), and thousands of fsyncs cost seconds.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_task(world: World, task: RenderTask, spec: SynthSpec, out: Path) -> str:
     target = out / task.path
     data = encode_image(render_task_image(world, task, spec), target.suffix, spec.jpeg_quality)
-    atomic_write_bytes(target, data)
+    _write_image(target, data)
     return task.path
 
 

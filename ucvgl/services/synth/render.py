@@ -204,53 +204,53 @@ def render_panorama(
     # a cell sampled at t_k is entered somewhere in (t_{k-1}, t_k]: test the ray's height
     # at the (geometric) middle of that interval, which halves the stepping error
     t_mid = t * (t[0] / t[1]) ** 0.5
-    z = h + t_mid[None, :] * tan_e[:, None]
+    z = (h + t_mid[None, :] * tan_e[:, None]).astype(np.float32)
     with np.errstate(divide="ignore"):
         t_ground = np.where(elevation < 0, h / np.maximum(-tan_e, 1e-9), np.inf)
 
-    out = np.empty((n_rows, W, 3), np.float32)
-    block = max(1, int(4_000_000 // max(W * steps, 1)))
+    # z >= bottom >= 0 also means the ray has not reached the ground yet, so the first
+    # step that satisfies bottom <= z <= top is the first thing the ray hits
+    k = np.empty((n_rows, W), np.int64)
+    any_hit = np.empty((n_rows, W), bool)
+    block = max(1, int(400_000 // max(W * steps, 1)))  # rows per block (cache friendly)
     for b0 in range(0, n_rows, block):
         b1 = min(b0 + block, n_rows)
         zb = z[b0:b1, None, :]  # [B, 1, K]
-        hit = (
-            (zb <= top[None])
-            & (zb >= bottom[None])
-            & (t_mid[None, None, :] <= t_ground[b0:b1, None, None])
-        )
-        any_hit = hit.any(axis=2)  # [B, W]
-        k = hit.argmax(axis=2)  # first hit step
-        cols = np.broadcast_to(np.arange(W)[None, :], k.shape)
-        colour = _shade_hits(
-            world,
-            ids[cols, k],
-            kind[cols, k],
-            z[b0:b1][np.arange(b1 - b0)[:, None], k],
-            top[cols, k],
-            bottom[cols, k],
-            face_light[cols, k],
-            along[cols, k],
-            tex[cols, k],
-            same_prev[cols, k],
-            tan_e[b0:b1, None],
-        )
-        dist_hit = t[k]
-        # ground and sky for rays that hit nothing
-        tg = t_ground[b0:b1]
-        below = np.isfinite(tg)
-        gx = x + np.where(below, tg, 0.0)[:, None] * np.sin(azimuth)[None, :]
-        gy = y + np.where(below, tg, 0.0)[:, None] * np.cos(azimuth)[None, :]
-        gr, gc, gin = world.cell_of(gx, gy)
-        ground = world.ground[gr, gc].astype(np.float32)
-        ground = np.where(gin[..., None], ground, HAZE)
-        sky = np.broadcast_to(_sky(elevation[b0:b1])[:, None, :], ground.shape)
-        background = np.where(below[:, None, None], ground, sky)
-        dist_bg = np.where(below, tg, np.inf)[:, None] * np.ones((1, W))
-        dist = np.where(any_hit, dist_hit, dist_bg)
-        pix = np.where(any_hit[..., None], colour, background)
-        fog = np.where(np.isfinite(dist), 1.0 - np.exp(-np.minimum(dist, 1e4) / 260.0), 0.0)
-        fog = np.where(~any_hit & ~below[:, None], 0.0, fog)  # the sky is not fogged
-        out[b0:b1] = pix * (1 - fog[..., None]) + HAZE * fog[..., None]
+        hit = zb <= top[None]
+        hit &= zb >= bottom[None]
+        kb = hit.argmax(axis=2)  # first hit step, 0 where none
+        k[b0:b1] = kb
+        any_hit[b0:b1] = np.take_along_axis(hit, kb[..., None], axis=2)[..., 0]
+
+    # shade only the rays that hit an object (1-D over those pixels)
+    hv, hu = np.nonzero(any_hit)
+    kk = k[hv, hu]
+    colour = _shade_hits(
+        world,
+        ids[hu, kk],
+        kind[hu, kk],
+        z[hv, kk],
+        top[hu, kk],
+        bottom[hu, kk],
+        face_light[hu, kk],
+        along[hu, kk],
+        tex[hu, kk],
+        same_prev[hu, kk],
+        tan_e[hv],
+    )
+    # ground and sky for rays that hit nothing
+    below = np.isfinite(t_ground)
+    tg = np.where(below, t_ground, 0.0)[:, None]
+    gr, gc, gin = world.cell_of(
+        x + tg * np.sin(azimuth)[None, :], y + tg * np.cos(azimuth)[None, :]
+    )
+    ground = np.where(gin[..., None], world.ground[gr, gc], HAZE).astype(np.float32)
+    sky = np.broadcast_to(_sky(elevation)[:, None, :], ground.shape)
+    pix = np.where(below[:, None, None], ground, sky)
+    pix[hv, hu] = colour
+    dist = np.where(any_hit, t[k], np.where(below, t_ground, 0.0)[:, None])  # sky: no haze
+    fog = (1.0 - np.exp(-np.minimum(dist, 1e4) / 260.0)).astype(np.float32)[..., None]
+    out = pix * (1 - fog) + HAZE * fog
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -292,11 +292,13 @@ def _adjust(
     noise: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    f = img.astype(np.float32) / 255.0
-    f = np.clip(f * gain, 0.0, 1.0) ** gamma
+    """Per-channel gain and gamma (via lookup tables), saturation, Gaussian noise."""
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    lut = np.clip(levels[None, :] * gain[:, None], 0.0, 1.0) ** gamma  # [3, 256]
+    f = np.stack([lut[c][img[..., c]] for c in range(3)], axis=-1)
     grey = f.mean(axis=-1, keepdims=True)
-    f = grey + (f - grey) * saturation
-    f = f + rng.normal(0.0, noise, f.shape).astype(np.float32)
+    f = grey + (f - grey) * np.float32(saturation)
+    f += rng.standard_normal(f.shape, dtype=np.float32) * np.float32(noise)
     return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

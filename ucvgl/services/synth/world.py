@@ -53,7 +53,7 @@ def value_noise(shape: tuple[int, int], cell_px: float, rng: np.random.Generator
         Image.Resampling.BILINEAR,
         box=(0.5, 0.5, cols / cell_px + 0.5, rows / cell_px + 0.5),
     )
-    return np.asarray(big, dtype=np.float32)
+    return np.array(big, dtype=np.float32)
 
 
 class World:
@@ -98,13 +98,18 @@ class World:
         if rng is None:
             self.tex = np.full((self.rows, self.cols), 128, np.uint8)
         else:
-            shape = (self.rows, self.cols)
-            noise = (
-                0.5 * value_noise(shape, 24.0 / self.res, rng)
-                + 0.3 * value_noise(shape, 5.0 / self.res, rng)
-                + 0.2 * value_noise(shape, 1.2 / self.res, rng)
-            )
-            self.tex = np.clip(128 + 127 * noise, 0, 255).astype(np.uint8)
+            # three octaves of value noise, summed at half resolution, then upsampled
+            half = 2.0 * self.res
+            shape = ((self.rows + 1) // 2, (self.cols + 1) // 2)
+            noise = value_noise(shape, 24.0 / half, rng)
+            noise *= 0.5
+            noise += 0.3 * value_noise(shape, 5.0 / half, rng)
+            noise += 0.2 * value_noise(shape, 1.2 / half, rng)
+            noise *= 127.0
+            noise += 128.0
+            small = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8), mode="L")
+            full = small.resize((self.cols, self.rows), Image.Resampling.BILINEAR)
+            self.tex = np.asarray(full, dtype=np.uint8).copy()
         self.shadow = np.zeros((self.rows, self.cols), bool)
         # Object tables; index 0 is "no object".
         self._kind: list[int] = [KIND_NONE]
@@ -139,11 +144,14 @@ class World:
         return xs[None, :], ys[:, None]
 
     def _shade(self, rgb: tuple[int, int, int], rs: slice, cs: slice, texture: float) -> np.ndarray:
+        """uint8 [h, w, 3]: ``rgb`` modulated by ``1 + texture * (tex - 128) / 128``."""
         colour = np.asarray(rgb, np.float32)
         if texture == 0:
-            return np.broadcast_to(colour, (rs.stop - rs.start, cs.stop - cs.start, 3))
-        t = (self.tex[rs, cs].astype(np.float32) - 128.0) / 128.0
-        return colour * (1.0 + texture * t)[..., None]
+            flat = np.clip(colour, 0, 255).astype(np.uint8)
+            return np.broadcast_to(flat, (rs.stop - rs.start, cs.stop - cs.start, 3))
+        levels = (np.arange(256, dtype=np.float32) - 128.0) / 128.0
+        lut = np.clip(colour[None, :] * (1.0 + texture * levels)[:, None] + 0.5, 0, 255)
+        return lut.astype(np.uint8)[self.tex[rs, cs]]  # a table lookup per cell
 
     # ------------------------------------------------------------------ ground painting
     def paint_rect(
@@ -160,7 +168,7 @@ class World:
         if sl is None:
             return
         rs, cs = sl
-        self.ground[rs, cs] = np.clip(self._shade(rgb, rs, cs, texture), 0, 255).astype(np.uint8)
+        self.ground[rs, cs] = self._shade(rgb, rs, cs, texture)
 
     def paint_stripes(
         self,
@@ -184,7 +192,7 @@ class World:
         band = (np.floor(coord / (period_m / 2.0)).astype(np.int64) % 2).astype(bool)
         a = self._shade(rgb_a, rs, cs, texture)
         b = self._shade(rgb_b, rs, cs, texture)
-        self.ground[rs, cs] = np.clip(np.where(band[..., None], b, a), 0, 255).astype(np.uint8)
+        self.ground[rs, cs] = np.where(band[..., None], b, a)
 
     def paint_disk(
         self, cx: float, cy: float, radius: float, rgb: tuple[int, int, int], texture: float = 0.0
@@ -196,7 +204,7 @@ class World:
         rs, cs = sl
         xs, ys = self.cell_centres(rs, cs)
         inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
-        colour = np.clip(self._shade(rgb, rs, cs, texture), 0, 255).astype(np.uint8)
+        colour = self._shade(rgb, rs, cs, texture)
         self.ground[rs, cs] = np.where(inside[..., None], colour, self.ground[rs, cs])
 
     # ------------------------------------------------------------------ objects

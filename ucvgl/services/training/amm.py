@@ -36,7 +36,7 @@ from ucvgl.services.training.pair_stage import (
     train_on_items,
 )
 from ucvgl.services.training.trainer import StageConfig, load_weights_into, stage_done
-from ucvgl.shared.fileio import atomic_write_text
+from ucvgl.shared.fileio import atomic_write, atomic_write_text
 
 LABEL_COLUMNS = ("ground_id", "satellite_id", "margin", "similarity", "correct")
 HARD_NEGATIVE_K = 16
@@ -344,7 +344,8 @@ def _label_round(
         known_pairs=known_pairs,
         positives=positives,
     )
-    np.savez(rdir / "labels.npz", ground=train_g, satellite=train_s)
+    # Atomic: under DDP every rank computes (and writes) the same labels.
+    atomic_write(rdir / "labels.npz", lambda fh: np.savez(fh, ground=train_g, satellite=train_s))
     atomic_write_text(record_file, json.dumps(record, indent=1))
     return record
 

@@ -48,6 +48,8 @@ WAIT_MS = 10_000
 LABELS = [120, 260, 410]
 CORRECT = [90, 215, 352]
 THRESHOLDS = [0.1, 0.2, 0.3]
+RECALL_R1 = [5.0, None, 12.5]
+"""R@1 shown per round: a model's recall at the last round recorded with it."""
 
 
 @dataclass
@@ -105,15 +107,20 @@ def seed(database: Database, run_dir: Path) -> Seeded:
         )
         session.add_all([running, failed])
         session.flush()
-        model = Model(
-            dataset_id=dataset.id,
-            run_dir=str(run_dir),
-            checkpoint_path=str(run_dir / "round-2.pt"),
-            mode="unsupervised",
-            preset="tiny",
-            recall={"r1": 12.5, "r5": 31.0, "r10": 42.0, "r1p": 63.0},
+        # Round 1 trained model `early`; rounds 2 and 3 were recorded with the final model
+        # (as a pipeline job does), so its recall belongs to round 3 only.
+        early, final = (
+            Model(
+                dataset_id=dataset.id,
+                run_dir=str(run_dir),
+                checkpoint_path=str(run_dir / f"{name}.pt"),
+                mode="unsupervised",
+                preset="tiny",
+                recall={"r1": r1, "r5": r1 + 20, "r10": r1 + 30, "r1p": r1 + 50},
+            )
+            for name, r1 in (("early", RECALL_R1[0]), ("final", RECALL_R1[2]))
         )
-        session.add(model)
+        session.add_all([early, final])
         session.flush()
         for number, (labels, correct, threshold) in enumerate(
             zip(LABELS, CORRECT, THRESHOLDS, strict=True), start=1
@@ -121,7 +128,7 @@ def seed(database: Database, run_dir: Path) -> Seeded:
             session.add(
                 PseudoLabelRound(
                     dataset_id=dataset.id,
-                    model_id=model.id if number >= 2 else None,
+                    model_id=early.id if number == 1 else final.id,
                     job_id=running.id,
                     round_number=number,
                     threshold=threshold,
@@ -247,7 +254,7 @@ def test_dashboard_shows_live_progress_curves_and_errors(
     assert row.locator("progress").evaluate("bar => bar.value") == 60
 
     # The pseudo-label curve: one point per round for labels and correct labels,
-    # the threshold per round, and recall where a round has a model (rounds 2, 3).
+    # the threshold per round, and each model's recall at its last round (1 and 3).
     labels_line = '#labels-chart [data-series="labels"] polyline'
     page.wait_for_selector(labels_line, state="attached", timeout=WAIT_MS)
     assert polyline_points(page, labels_line) == len(LABELS)
@@ -260,6 +267,8 @@ def test_dashboard_shows_live_progress_curves_and_errors(
     ys = page.eval_on_selector(labels_line, "line => Array.from(line.points).map(p => p.y)")
     assert ys[0] > ys[1] > ys[2]
     expect(page.locator("#rounds-body tr")).to_have_count(len(LABELS))
+    shown_r1 = page.locator("#rounds-body td:nth-child(9)").all_text_contents()
+    assert shown_r1 == ["—" if v is None else f"{v:.2f}" for v in RECALL_R1]
     assert console_errors == []
 
     # A wrong token: the problem document's detail is shown to the user.

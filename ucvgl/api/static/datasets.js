@@ -37,6 +37,23 @@ function countsText(counts) {
     .join("; ");
 }
 
+/**
+ * The model whose recall belongs to each round: a model's recall is shown at the LAST round
+ * that used it (a pipeline job records every round with its final model; a job per round
+ * gives each round its own model). Returns a model or null per round.
+ */
+export function recallModels(rounds, modelsById) {
+  const lastIndex = new Map();
+  rounds.forEach((r, i) => {
+    if (r.model_id != null) {
+      lastIndex.set(r.model_id, i);
+    }
+  });
+  return rounds.map((r, i) =>
+    r.model_id != null && lastIndex.get(r.model_id) === i ? modelsById.get(r.model_id) ?? null : null,
+  );
+}
+
 function recallOf(model, key) {
   const value = model?.recall?.[key];
   return typeof value === "number" && Number.isFinite(value) ? value : null;
@@ -190,25 +207,26 @@ export class DatasetPanel {
       emptyText: "No rounds yet.",
       series: [{ key: "threshold", name: "threshold", values: rounds.map((r) => r.threshold) }],
     });
-    const model = (r) => (r.model_id == null ? null : modelsById.get(r.model_id));
+    const models = recallModels(rounds, modelsById);
     lineChart(this.charts.recall, {
       xLabels,
       yMax: 100,
-      label: `Recall of each round's model, ${name}`,
+      label: `Recall of the model trained up to each round, ${name}`,
       emptyText: "No recall measured yet (it needs ground truth and an evaluation).",
       series: [
-        { key: "r1", name: "R@1", values: rounds.map((r) => recallOf(model(r), "r1")) },
-        { key: "r5", name: "R@5", values: rounds.map((r) => recallOf(model(r), "r5")) },
-        { key: "r1p", name: "R@1%", values: rounds.map((r) => recallOf(model(r), "r1p")) },
+        { key: "r1", name: "R@1", values: models.map((m) => recallOf(m, "r1")) },
+        { key: "r5", name: "R@5", values: models.map((m) => recallOf(m, "r5")) },
+        { key: "r1p", name: "R@1%", values: models.map((m) => recallOf(m, "r1p")) },
       ],
     });
   }
 
   fillRoundsTable(rounds, modelsById) {
+    const models = recallModels(rounds, modelsById);
     this.roundsBody.replaceChildren(
-      ...rounds.map((r) => {
+      ...rounds.map((r, i) => {
         const tr = el("tr");
-        const model = r.model_id == null ? null : modelsById.get(r.model_id);
+        const model = models[i];
         const cells = [
           String(r.round),
           formatNumber(r.threshold, 3),

@@ -81,3 +81,11 @@ def test_missing_run_parts_are_clear_errors(tmp_path):
 
     with pytest.raises(ConfigError, match="no selected model"):
         Retriever.from_run(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -136,6 +136,27 @@ def create_job(
     return job
 
 
+RUN_PARAMS = ("mode", "preset", "seed", "gt_ratio", "device")
+"""Parameters a model's run folder was created with; later jobs on it must repeat them."""
+
+
+def params_for_model(session: Session, model: Model, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` completed with the run parameters of the job that trained ``model``."""
+    trained_by = session.scalars(
+        sa.select(Job)
+        .where(Job.run_dir == model.run_dir, Job.state == JobState.SUCCEEDED)
+        .order_by(Job.id.desc())
+    ).first()
+    inherited: dict[str, Any] = {"mode": model.mode}
+    if model.preset:
+        inherited["preset"] = model.preset
+    if trained_by is not None:
+        inherited.update(
+            {k: trained_by.parameters[k] for k in RUN_PARAMS if k in trained_by.parameters}
+        )
+    return {**inherited, **params}
+
+
 def get_or_404(session: Session, table: type, item_id: int, what: str) -> Any:
     """The row ``item_id`` of ``table`` or a 404 problem naming it."""
     row = session.get(table, item_id)

@@ -8,7 +8,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response, status
 
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, TokenDep
-from ucvgl.api.job_submission import create_job, get_or_404, validate_params
+from ucvgl.api.job_submission import (
+    create_job,
+    get_or_404,
+    params_for_model,
+    validate_params,
+)
 from ucvgl.api.presenters import API, job_read
 from ucvgl.api.routes.jobs import accepted
 from ucvgl.shared.enums import JobType
@@ -24,7 +29,7 @@ def create_index(
 ) -> JobRead:
     """Build a satellite index with a trained model (a job on the model's run folder)."""
     model = get_or_404(session, Model, body.model_id, "model")
-    params = validate_params(JobType.INDEX, {"mode": model.mode, **body.params})
+    params = validate_params(JobType.INDEX, params_for_model(session, model, body.params))
     job = create_job(
         session,
         queue,

@@ -13,6 +13,7 @@ from ucvgl.api.job_submission import (
     create_job,
     get_or_404,
     model_of_dataset,
+    params_for_model,
     run_dir_for,
     validate_params,
 )
@@ -53,7 +54,7 @@ def start_job(
     run_dir = run_dir_for(settings, dataset, params)
     if model is not None and body.type.needs_model:
         run_dir = Path(model.run_dir)
-        params.setdefault("mode", model.mode)
+        params = params_for_model(session, model, params)
     validate_params(body.type, params)
     job = create_job(
         session,

@@ -23,6 +23,7 @@ from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem
 from ucvgl.shared.config import Settings
+from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import RetrievalIndex
 from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
 
@@ -118,7 +119,10 @@ def query_tiles(
             images.append(image)
         run_dir = Path(index.model.run_dir)
         device = settings.device if settings.device != "auto" else settings.torch_device()
-        retriever = retrievers.get(index.id, lambda: loader(run_dir, device))
+        try:
+            retriever = retrievers.get(index.id, lambda: loader(run_dir, device))
+        except UcvglError as exc:
+            raise ApiProblem(409, f"index {index.id} cannot be loaded: {exc}") from exc
         # This route is a plain `def`: FastAPI already runs it (and the forward) in a threadpool.
         hits = retriever.query(images, k)
     return QueryResponse(

@@ -1,0 +1,108 @@
+"""The whole tiny pipeline through the API and a real worker with the real job runner.
+
+generate a synthetic world -> run the unsupervised pipeline -> read its rounds -> build an
+index -> query a held-out panorama and find its own tile in the top-k.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from service_fixtures import API_TOKEN
+from worker_process import start_worker, stop_worker
+
+from ucvgl.api.main import create_app
+from ucvgl.shared.db import upgrade_database
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def poll(client: TestClient, job_id: int, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in TERMINAL:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} not finished after {timeout_s} s: {job}")
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end(settings, tmp_path):
+    service = settings.model_copy(update={"api_token": API_TOKEN, "device": "cpu"})
+    upgrade_database(service.resolved_database_url)
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    worker = start_worker(service, tmp_path / "worker.log", fake=False)
+    try:
+        with TestClient(create_app(service)) as client:
+            world = {
+                "name": "world",
+                "format": "cvact",
+                "n_train": 24,
+                "n_val": 8,
+                "seed": 0,
+                "pano_height": 32,
+                "pano_width": 64,
+                "sat_size": 32,
+            }
+            made = client.post("/api/v1/datasets/synthetic", json=world, headers=auth)
+            assert made.status_code == 202, made.text
+            job = poll(client, made.json()["id"], 120)
+            assert job["state"] == "SUCCEEDED", job
+            dataset_id = job["result"]["dataset_id"]
+            dataset = client.get(f"/api/v1/datasets/{dataset_id}").json()
+            assert dataset["has_ground_truth"] and dataset["validation_report"]["ok"]
+
+            body = {
+                "type": "pipeline",
+                "dataset_id": dataset_id,
+                "params": {"mode": "unsupervised", "preset": "tiny", "device": "cpu"},
+            }
+            started = client.post("/api/v1/jobs", json=body, headers=auth)
+            assert started.status_code == 202, started.text
+            job = poll(client, started.json()["id"], 540)
+            assert job["state"] == "SUCCEEDED", (job, (tmp_path / "worker.log").read_text()[-3000:])
+
+            rounds = client.get(f"/api/v1/datasets/{dataset_id}/rounds").json()["items"]
+            assert len(rounds) >= 1
+            for r in rounds:
+                assert r["labels"] <= r["mutual"] and 0.0 <= r["label_health_score"] <= 1.0
+                assert r["correct"] is not None  # the synthetic world has ground truth
+            labels = client.get(rounds[0]["links"]["labels_csv"])
+            assert labels.status_code == 200 and labels.text.startswith("ground_id,")
+            models = client.get("/api/v1/models", params={"dataset_id": dataset_id}).json()
+            assert models["total"] == 1
+            model = models["items"][0]
+            assert model["recall"] is not None and "r1" in model["recall"]
+
+            built = client.post("/api/v1/indexes", json={"model_id": model["id"]}, headers=auth)
+            assert built.status_code == 202, built.text
+            job = poll(client, built.json()["id"], 120)
+            assert job["state"] == "SUCCEEDED", job["error"]
+            index_id = job["result"]["index_id"]
+            index = client.get(f"/api/v1/indexes/{index_id}").json()
+            assert index["size"] > 0
+
+            from ucvgl.services.datasets import load_dataset
+
+            ds = load_dataset(service.data_roots[0] / "world", "cvact")
+            val = ds.split("val")
+            k = 5
+            hits = 0
+            for g in range(val.num_ground):
+                own = val.satellite_ids[int(val.positives[g])]
+                with open(val.ground_paths[g], "rb") as fh:
+                    files = [("files", (val.ground_paths[g].name, fh.read(), "image/jpeg"))]
+                answer = client.post(
+                    "/api/v1/query", files=files, data={"k": str(k), "index_id": str(index_id)}
+                )
+                assert answer.status_code == 200, answer.text
+                matches = answer.json()["results"][0]["matches"]
+                assert len(matches) == k and matches[0]["rank"] == 1
+                hits += own in [m["satellite_id"].split("/")[-1] for m in matches]
+            print(f"held-out panoramas with their own tile in the top-{k}: {hits}/{val.num_ground}")
+            assert hits >= 1
+    finally:
+        stop_worker(worker)

@@ -20,6 +20,11 @@ CHECKPOINT_FORMAT = "ucvgl-cyclegan-v1"
 _REQUIRED_KEYS = ("format", "config", "epoch", "g_ab", "g_ba", "d_a", "d_b")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160] if text else ''}"
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint written by :func:`ucvgl.services.cyclegan.train_cyclegan`.
 
@@ -36,8 +41,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         raise ConfigError(
-            f"CycleGAN checkpoint {path} is corrupt or truncated ({exc}); delete it and train "
-            f"again (training restarts from scratch without it)"
+            f"CycleGAN checkpoint {path} is corrupt or truncated ({_first_line(exc)}); delete it "
+            f"and train again (training restarts from scratch without it)"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ucvgl.services.datasets.images import load_rgb
 from ucvgl.shared.errors import DatasetError
 
 _MIX = 1_000_003  # decorrelates (seed, epoch, index) when deriving per-item seeds
@@ -33,18 +34,17 @@ def item_seed(*parts: int) -> int:
 
 
 def load_rgb_image(path: Path) -> Image.Image:
-    """Decode ``path`` as an RGB image, or raise :class:`DatasetError` naming the file."""
+    """Decode ``path`` as RGB (``datasets.images.load_rgb``: pixel limit, clear errors).
+
+    Raises:
+        DatasetError: naming the file, why it failed and what to do.
+    """
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError as exc:
+        return load_rgb(Path(path))
+    except DatasetError as exc:
         raise DatasetError(
-            f"image {path} does not exist; re-run the step that writes it (projection or "
-            f"dataset export) or remove it from the list"
-        ) from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DatasetError(
-            f"image {path} cannot be read ({exc}); replace or delete the file and run again"
+            f"{exc}; re-create the image (re-run the projection or dataset export) or remove "
+            f"it from the list, then run again"
         ) from exc
 
 

@@ -284,7 +284,15 @@ def run_amm(
                 device=device,
                 progress=ScaledProgress(sub, 0.3, 1.0),
                 dist_info=dist_info,
-                state={"round": r, "threshold": record["threshold"]},
+                state={
+                    "round": r,
+                    "rounds": rounds,
+                    "threshold": record["threshold"],
+                    "labels": {
+                        "ground": labels["ground"].tolist(),
+                        "satellite": labels["satellite"].tolist(),
+                    },
+                },
             )
             record["items"] = {"total": len(items), "positive": items.num_positive}
             record["train"] = result.history

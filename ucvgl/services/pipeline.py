@@ -264,9 +264,7 @@ class PipelineRun:
         from ucvgl.services.cyclegan import translate
 
         bev = self.project(NullProgress())
-        ckpt = self.run_dir / "cyclegan" / "cyclegan_last.pt"
-        if not ckpt.exists():
-            ckpt = self.cyclegan(NullProgress())
+        ckpt = self.cyclegan(NullProgress())  # returns at once when it has finished
         out = self.run_dir / "fake"
         if self.dist.is_main:
             translate(

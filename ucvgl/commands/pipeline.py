@@ -224,7 +224,12 @@ def register(app: typer.Typer) -> None:
                 device=device,
                 progress=p,
             )
+            from ucvgl.services.pipeline import STAGES
+            from ucvgl.shared.errors import ConfigError
+
             target = "select" if stage == "all" else stage
+            if target not in STAGES[r.mode]:
+                raise ConfigError(f"--stage {stage} is not a stage of mode {r.mode!r}")
             return r._timed(target, getattr(r, target), p)
 
         result = _run_cli(work)

@@ -236,3 +236,14 @@ def test_label_precision_ignores_unknown_positives():
     assert correct == total  # low noise: every known pair is right
     with pytest.raises(ValueError, match="entries"):
         label_precision(res, perm[:5])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_matches_cpu(dtype):
+    ground, sat, _ = planted(300, 300, 64, noise=0.5, seed=9)  # clear margins: no near-ties
+    cpu = mutual_match(ground, sat, block_size=100, device="cpu")
+    gpu = mutual_match(ground, sat, block_size=100, device="cuda", compute_dtype=dtype)
+    torch.testing.assert_close(cpu.satellite_idx, gpu.satellite_idx)
+    atol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(cpu.margin, gpu.margin, atol=atol, rtol=0)

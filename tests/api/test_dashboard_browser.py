@@ -159,11 +159,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[[bool], LiveServer]]:
+def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start the real app on 127.0.0.1 (a free port) over a migrated temporary SQLite file.
 
-    ``serve(with_rows)`` seeds the rows first when ``with_rows``; the server stops after the
-    test.
+    ``serve(with_rows, public_reads=True)`` seeds the rows first when ``with_rows``; the
+    server stops after the test.
     """
     import uvicorn
 
@@ -171,10 +171,12 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[[bool], LiveS
 
     started: list[tuple[uvicorn.Server, threading.Thread, Database]] = []
 
-    def start(with_rows: bool) -> LiveServer:
+    def start(with_rows: bool, public_reads: bool = True) -> LiveServer:
         url = f"sqlite:///{tmp_path / 'dashboard.sqlite'}"
         upgrade_database(url)
-        app_settings = settings.model_copy(update={"database_url": url, "api_token": TOKEN})
+        app_settings = settings.model_copy(
+            update={"database_url": url, "api_token": TOKEN, "public_reads": public_reads}
+        )
         database = Database.from_url(url)
         run_dir = tmp_path / "work" / "runs" / "dataset-1" / "default"
         seeded = seed(database, run_dir) if with_rows else None
@@ -226,7 +228,7 @@ def polyline_points(page: Page, selector: str) -> int:
 
 
 def test_dashboard_shows_live_progress_curves_and_errors(
-    browser: Browser, serve: Callable[[bool], LiveServer]
+    browser: Browser, serve: Callable[..., LiveServer]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -300,7 +302,7 @@ def test_dashboard_shows_live_progress_curves_and_errors(
 
 
 def test_dashboard_with_nothing_recorded_says_so_without_errors(
-    browser: Browser, serve: Callable[[bool], LiveServer]
+    browser: Browser, serve: Callable[..., LiveServer]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -316,3 +318,23 @@ def test_dashboard_with_nothing_recorded_says_so_without_errors(
     expect(page.locator("#alert")).to_be_hidden()
     page.close()
     assert console_errors == []
+
+
+def test_dashboard_asks_for_the_token_when_reads_are_private(
+    browser: Browser, serve: Callable[..., LiveServer]
+) -> None:
+    from playwright.sync_api import expect
+
+    live_server = serve(True, public_reads=False)
+    seeded = live_server.seeded
+    assert seeded is not None
+    page, console_errors = open_page(browser, live_server.url + "/")
+    expect(page.locator("#alert")).to_contain_text("needs the API token", timeout=WAIT_MS)
+    assert page.locator("#jobs-body tr").count() == 0
+    page.fill("#token-input", TOKEN)
+    page.click("#token-form button[type=submit]")
+    row = page.locator(f'tr[data-job-id="{seeded.running_job_id}"]')
+    expect(row.locator('[data-role="percent"]')).to_have_text("20%", timeout=WAIT_MS)
+    expect(page.locator("#alert")).to_be_hidden()
+    page.close()
+    assert console_errors == []  # no request was sent without the token

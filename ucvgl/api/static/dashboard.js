@@ -101,8 +101,20 @@ function main() {
   });
 
   const reportTo = (source, what) => (error) => notices.error(source, `${what}: ${error.message}`);
+  // Without public reads, nothing can be read before a token is given: say so, ask nothing.
+  const canRead = () => {
+    if (config.publicReads || getToken()) {
+      notices.clear("auth");
+      return true;
+    }
+    notices.error("auth", "This server needs the API token for reading too: enter it above.");
+    return false;
+  };
   refreshJobs = poll(
     async () => {
+      if (!canRead()) {
+        return;
+      }
       await jobs.refresh();
       notices.clear("jobs");
     },
@@ -111,6 +123,9 @@ function main() {
   );
   refreshDatasets = poll(
     async () => {
+      if (!canRead()) {
+        return;
+      }
       await datasets.refreshList();
       notices.clear("datasets");
       refreshDataset();
@@ -119,7 +134,7 @@ function main() {
     reportTo("datasets", "Reading the datasets"),
   );
   refreshDataset = poll(
-    () => datasets.refreshSelected(),
+    () => (canRead() ? datasets.refreshSelected() : undefined),
     DATASET_EVERY_MS,
     reportTo("dataset", "Reading the dataset"),
   );
@@ -145,7 +160,7 @@ function main() {
     event.preventDefault();
     setToken(tokenInput.value.trim());
     showTokenState();
-    for (const source of ["start", "cancel", "jobs", "datasets", "dataset", "models"]) {
+    for (const source of ["auth", "start", "cancel", "jobs", "datasets", "dataset", "models"]) {
       notices.clear(source); // errors seen with the old token are stale
     }
     notices.info(getToken() ? "Token saved for this browser tab." : "Token cleared.");

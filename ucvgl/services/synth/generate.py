@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ucvgl.services.progress import NullProgress, Progress
-from ucvgl.services.synth.city import CityConfig, build_city
+from ucvgl.services.synth.city import build_city
 from ucvgl.services.synth.render import (
     panorama_look,
     render_panorama,
@@ -238,7 +238,7 @@ def generate_world(
             STAGE, done_locations / total, f"{where}map {n + 1}/{len(chunks)}: building"
         )
         rng = np.random.default_rng([spec.seed, chunk.group_index, chunk.index])
-        city = build_city(chunk.count, rng, CityConfig(), min_side_m=writer.min_side_m(chunk))
+        city = build_city(chunk.count, rng, writer.city_config())
         tasks = writer.chunk_tasks(chunk, city)
         todo = [t for t in tasks if not (out / t.path).is_file()]
         counter = {"done": len(tasks) - len(todo)}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ucvgl.services.synth.city import City
+from ucvgl.services.synth.city import City, CityConfig
 from ucvgl.services.synth.geo import CVACT_UTM_ORIGIN, ORIGINS, metres_to_latlon
 from ucvgl.services.synth.render import BEV_FOV_DEG, CAMERA_HEIGHT_M, TILE_EXTENT_M
 from ucvgl.shared.errors import ConfigError
@@ -164,9 +164,9 @@ class LayoutWriter:
                 start += size
         return plans
 
-    def min_side_m(self, chunk: ChunkPlan) -> float | None:
-        """A lower bound on the sampled area's side for this chunk (None: no bound)."""
-        return None
+    def city_config(self) -> CityConfig:
+        """The map knobs for this layout (location density and spacing)."""
+        return CityConfig()
 
     def global_xy(self, chunk: ChunkPlan, city: City, xy: np.ndarray) -> np.ndarray:
         """Chunk-local metres -> metres around the group's origin.
@@ -346,6 +346,12 @@ class VigorWriter(LayoutWriter):
             + sum(_split_counts(spec.n_val, len(self.groups))[:i])
             for i, c in enumerate(self.groups)
         }
+
+    def city_config(self) -> CityConfig:
+        """Denser panoramas than the one-to-one layouts: real VIGOR has about 1.2
+        panoramas per tile of its half-overlapping grid; here about 1 per 700 m^2, at least
+        12 m apart, which is ~0.75 per tile (a tile step is 22.9 m)."""
+        return CityConfig(area_per_location_m2=700.0, min_spacing_m=12.0)
 
     def chunk_tasks(self, chunk: ChunkPlan, city: City) -> list[RenderTask]:
         city_name = chunk.group

@@ -239,3 +239,38 @@ def test_folder_loader_rolls_panoramas_to_north(worlds) -> None:
         # same view up to the appearance change and JPEG: correlate per-pixel brightness
         a, b = north.mean(axis=2).ravel(), loaded.mean(axis=2).ravel()
         assert np.corrcoef(a, b)[0, 1] > 0.8
+
+
+class _CancelAfter:
+    """A Progress that asks to stop after ``n`` checks."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.updates = n, []
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        self.updates.append(fraction)
+
+    def check_cancelled(self) -> None:
+        from ucvgl.shared.errors import JobCancelled
+
+        self.n -= 1
+        if self.n < 0:
+            raise JobCancelled("stop")
+
+
+def test_cancel_then_resume(tmp_path: Path) -> None:
+    from ucvgl.shared.errors import JobCancelled
+
+    out = tmp_path / "cancelled"
+    progress = _CancelAfter(4)
+    with pytest.raises(JobCancelled):
+        generate_world(out, "folder", 5, 1, seed=2, progress=progress, **SMALL)
+    partial = _files(out)
+    assert 0 < len(partial) < 12
+    assert not (out / "pairs.csv").exists()
+    assert json.loads((out / META_FILE).read_text())["complete"] is False
+    done = _CancelAfter(10_000)
+    generate_world(out, "folder", 5, 1, seed=2, progress=done, **SMALL)
+    assert len(_files(out)) == 12 and done.updates[-1] == 1.0
+    assert all(a <= b for a, b in zip(done.updates, done.updates[1:], strict=False))
+    assert json.loads((out / META_FILE).read_text())["complete"] is True

@@ -111,7 +111,12 @@ def _render_tasks(
     on_done,
 ) -> None:
     """Render and write ``tasks``; ``on_done()`` after each (it may raise JobCancelled)."""
-    use_pool = workers > 1 and len(tasks) >= 16 and "fork" in mp.get_all_start_methods()
+    use_pool = (
+        workers > 1
+        and len(tasks) >= 16
+        and "fork" in mp.get_all_start_methods()
+        and not mp.current_process().daemon  # daemonic pool workers may not have children
+    )
     if not use_pool:
         for task in tasks:
             _write_task(world, task, spec, out)

@@ -54,3 +54,22 @@ def test_validation_errors_name_the_field(client, auth):
     fields = {e["field"] for e in problem["errors"]}
     assert {"body.name", "body.format"} <= fields
     assert "body.format" in problem["detail"]
+
+
+def test_synthetic_dataset_is_a_job_under_the_first_data_root(client, auth, service_settings):
+    body = {"name": "world", "n_train": 4, "n_val": 2}
+    response = client.post("/api/v1/datasets/synthetic", json=body, headers=auth)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    assert job["type"] == "synthetic" and job["state"] == "QUEUED"
+    assert job["run_dir"] == str((service_settings.data_roots[0] / "world").resolve())
+    assert job["parameters"]["format"] == "cvusa" and job["parameters"]["n_train"] == 4
+    again = client.post("/api/v1/datasets/synthetic", json=body, headers=auth)
+    assert_problem(again, 409, f"job {job['id']}")
+    (service_settings.data_roots[0] / "taken").mkdir()
+    taken = {"name": "taken"}
+    assert_problem(
+        client.post("/api/v1/datasets/synthetic", json=taken, headers=auth), 409, "exists"
+    )
+    assert_problem(client.post("/api/v1/datasets/synthetic", json=body), 401)

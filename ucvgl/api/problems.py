@@ -16,6 +16,20 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
+def problem_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting problem+json answers for ``codes``."""
+    from ucvgl.shared.schemas import Problem
+
+    return {
+        code: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": descriptions.get(f"d{code}", HTTPStatus(code).phrase),
+        }
+        for code in codes
+    }
+
+
 class ApiProblem(Exception):
     """Raise in a route to answer with a problem document.
 

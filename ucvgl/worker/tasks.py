@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_failure
+from sqlalchemy.exc import OperationalError
 
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
@@ -195,7 +196,15 @@ def register_tasks(app: Celery) -> None:
     """Register ``ucvgl.run_job`` on ``app``."""
     from ucvgl.worker.celery_app import RUN_JOB_TASK
 
-    @app.task(name=RUN_JOB_TASK, bind=True)
+    @app.task(
+        name=RUN_JOB_TASK,
+        bind=True,
+        # A database that is briefly unreachable when the task starts or ends: retry.
+        autoretry_for=(OperationalError,),
+        retry_backoff=True,
+        retry_backoff_max=60,
+        max_retries=5,
+    )
     def run_job(self: Any, job_id: int, job_type: str | None = None) -> str:
         """Run one job row to a terminal state (``job_type`` only routes the message)."""
         settings = app.conf.ucvgl_settings

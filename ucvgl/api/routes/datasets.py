@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, SettingsDep, TokenDep
 from ucvgl.api.job_submission import RETRY_AFTER_S, create_job, get_or_404
 from ucvgl.api.presenters import API, job_read
-from ucvgl.api.problems import ApiProblem, field_problem
+from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
 from ucvgl.shared.config import Settings
 from ucvgl.shared.enums import JobType
 from ucvgl.shared.errors import UcvglError
@@ -25,7 +25,9 @@ from ucvgl.shared.schemas import (
 )
 from ucvgl.worker.recording import json_safe
 
-router = APIRouter(prefix=f"{API}/datasets", tags=["datasets"])
+router = APIRouter(
+    prefix=f"{API}/datasets", tags=["datasets"], responses=problem_responses(401, 404, 422)
+)
 
 
 def resolve_under_data_roots(settings: Settings, path_text: str, field: str) -> Path:

@@ -15,12 +15,18 @@ from ucvgl.api.job_submission import (
     validate_params,
 )
 from ucvgl.api.presenters import API, job_read
+from ucvgl.api.problems import problem_responses
 from ucvgl.api.routes.jobs import accepted
 from ucvgl.shared.enums import JobType
 from ucvgl.shared.models import Model, RetrievalIndex
 from ucvgl.shared.schemas import IndexCreate, IndexRead, JobRead, Page
 
-router = APIRouter(prefix=f"{API}/indexes", tags=["indexes"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix=f"{API}/indexes",
+    tags=["indexes"],
+    dependencies=[ReadAccess],
+    responses=problem_responses(401, 404, 422),
+)
 
 
 @router.post("", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)

@@ -18,12 +18,17 @@ from ucvgl.api.job_submission import (
     validate_params,
 )
 from ucvgl.api.presenters import API, job_read
-from ucvgl.api.problems import ApiProblem, field_problem
+from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
 from ucvgl.shared.enums import JobState, JobType
 from ucvgl.shared.models import Dataset, Job, utcnow
 from ucvgl.shared.schemas import JobCreate, JobRead, Page
 
-router = APIRouter(prefix=f"{API}/jobs", tags=["jobs"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix=f"{API}/jobs",
+    tags=["jobs"],
+    dependencies=[ReadAccess],
+    responses=problem_responses(401, 404, 422),
+)
 
 
 def accepted(response: Response, job_id: int) -> None:
@@ -32,7 +37,19 @@ def accepted(response: Response, job_id: int) -> None:
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
 
 
-@router.post("", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(
+        401,
+        404,
+        409,
+        503,
+        d409="Another job is still active on the same run folder (same dataset and "
+        "params.run_name, or the same model); wait, cancel it, or pick another run_name.",
+    ),
+)
 def start_job(
     body: JobCreate,
     session: SessionDep,

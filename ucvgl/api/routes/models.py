@@ -8,10 +8,16 @@ from fastapi import APIRouter, Query
 from ucvgl.api.deps import ReadAccess, SessionDep
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API
+from ucvgl.api.problems import problem_responses
 from ucvgl.shared.models import Model
 from ucvgl.shared.schemas import ModelRead, Page
 
-router = APIRouter(prefix=f"{API}/models", tags=["models"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix=f"{API}/models",
+    tags=["models"],
+    dependencies=[ReadAccess],
+    responses=problem_responses(401, 404, 422),
+)
 
 
 @router.get("", response_model=Page[ModelRead])

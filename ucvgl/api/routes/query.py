@@ -21,13 +21,18 @@ from ucvgl.api.deps import (
 )
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API
-from ucvgl.api.problems import ApiProblem, field_problem
+from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import RetrievalIndex
 from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
 
-router = APIRouter(prefix=API, tags=["retrieval"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix=API,
+    tags=["retrieval"],
+    dependencies=[ReadAccess],
+    responses=problem_responses(401, 404, 422),
+)
 
 
 def read_upload(upload: UploadFile, settings: Settings, budget: int) -> tuple[Image.Image, int]:
@@ -76,7 +81,7 @@ def _match(rank: int, hit: dict[str, Any]) -> QueryMatch:
     )
 
 
-@router.post("/query", response_model=QueryResponse)
+@router.post("/query", response_model=QueryResponse, responses=problem_responses(409, 413, 429))
 def query_tiles(
     request: Request,
     session: SessionDep,

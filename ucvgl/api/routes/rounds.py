@@ -14,12 +14,18 @@ from fastapi.responses import StreamingResponse
 from ucvgl.api.deps import DatabaseDep, ReadAccess, SessionDep
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API, label_read, round_read
+from ucvgl.api.problems import problem_responses
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import Dataset, PseudoLabel, PseudoLabelRound
 from ucvgl.shared.schemas import LabelRead, Page, RoundRead
 from ucvgl.worker.label_health import margin_score
 
-router = APIRouter(prefix=API, tags=["rounds"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix=API,
+    tags=["rounds"],
+    dependencies=[ReadAccess],
+    responses=problem_responses(401, 404, 422),
+)
 
 CSV_COLUMNS = ("ground_id", "satellite_id", "margin", "similarity", "margin_score", "is_correct")
 CSV_RESPONSE = {200: {"content": {"text/csv": {}}, "description": "labels as CSV"}}

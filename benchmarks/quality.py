@@ -135,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
                 "total_seconds": round(sum(s["seconds"] for s in report["stages"]), 1),
                 "wall_seconds_this_call": round(time.perf_counter() - began, 1),
             }
+        # Merge with what other processes (other modes run in parallel) wrote meanwhile.
+        on_disk = json.loads(results_path.read_text()) if results_path.exists() else {}
+        results = {
+            **on_disk,
+            **{
+                k: v
+                for k, v in results.items()
+                if k not in on_disk or k in (mode, "world", "preset", "threads")
+            },
+        }
         results_path.parent.mkdir(parents=True, exist_ok=True)
         results_path.write_text(json.dumps(results, indent=2))
     print(format_table(results))

@@ -1,12 +1,19 @@
-"""Per-client limit on concurrent retrieval queries (answered with 429 when exceeded)."""
+"""Request limits: concurrent retrieval queries per client (429) and body size (413)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from ucvgl.api.problems import ApiProblem
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ucvgl.api.problems import ApiProblem, problem_response
+
+BODY_OVERHEAD_BYTES = 1024 * 1024
+"""Room for multipart framing and form fields on top of ``max_upload_bytes``."""
 
 
 class ConcurrencyLimiter:
@@ -36,3 +43,43 @@ class ConcurrencyLimiter:
                 self._active[client] -= 1
                 if not self._active[client]:
                     del self._active[client]
+
+
+class BodySizeLimit:
+    """ASGI middleware refusing request bodies over ``max_bytes`` with a 413 problem.
+
+    A declared ``Content-Length`` over the limit is refused before any byte is read; a
+    body without one (chunked) is counted as it arrives and refused once it passes.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def _detail(self) -> str:
+        return (
+            f"the request body exceeds {self.max_bytes} bytes "
+            "(UCVGL_MAX_UPLOAD_BYTES plus 1 MiB of form overhead); send less per request"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = problem_response(Request(scope), 413, self._detail())
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message: dict[str, Any] = dict(await receive())
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ApiProblem(413, self._detail())
+            return message
+
+        await self.app(scope, counted, send)

@@ -8,6 +8,8 @@ task name and the retriever is imported on the first query.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,13 +18,14 @@ from fastapi.routing import APIRoute
 
 from ucvgl.api import dashboard
 from ucvgl.api.job_queue import JobQueue
-from ucvgl.api.limits import ConcurrencyLimiter
+from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimiter
 from ucvgl.api.problems import install_problem_handlers
 from ucvgl.api.retrievers import RetrieverCache, load_service_retriever
 from ucvgl.api.routes import datasets, health, indexes, jobs, models, query, rounds
 from ucvgl.shared.config import Settings, get_settings
 from ucvgl.shared.db import Database
 from ucvgl.worker.celery_app import create_celery_app
+from ucvgl.worker.reaper import reap_quietly
 
 RETRIEVER_CACHE_SIZE = 2
 
@@ -30,6 +33,13 @@ RETRIEVER_CACHE_SIZE = 2
 def operation_id(route: APIRoute) -> str:
     """Stable OpenAPI operation ids: the route function's name (unique across the app)."""
     return route.name
+
+
+async def reap_periodically(database: Database, stale_s: float, interval_s: float) -> None:
+    """Fail lost jobs (see :mod:`ucvgl.worker.reaper`) every ``interval_s`` until cancelled."""
+    while True:
+        await asyncio.to_thread(reap_quietly, database, stale_s)
+        await asyncio.sleep(interval_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,8 +53,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        database.dispose()
+        reaper = asyncio.create_task(
+            reap_periodically(
+                database, settings.job_stale_seconds, settings.reaper_interval_seconds
+            ),
+            name="ucvgl-reaper",
+        )
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            database.dispose()
 
     app = FastAPI(
         title="ucvgl",
@@ -60,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.retriever_loader = load_service_retriever
     app.state.query_limiter = ConcurrencyLimiter(settings.max_concurrent_queries_per_client)
     install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
     for module in (health, datasets, jobs, rounds, models, indexes, query, dashboard):
         app.include_router(module.router)
     return app

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     max_batch_files: int = Field(default=32, gt=0)
     max_concurrent_queries_per_client: int = Field(default=4, gt=0)
 
+    # --- reliability --------------------------------------------------------------------
+    job_stale_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A RUNNING job whose heartbeat is older than this is marked FAILED "
+        "(its worker was lost); retry it to resume from its last checkpoint.",
+    )
+    reaper_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often the API and each worker look for lost jobs."
+    )
+
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

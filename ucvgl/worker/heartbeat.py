@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import WorkerHeartbeat, utcnow
+from ucvgl.worker.reaper import reap_quietly
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,25 @@ def install_heartbeat(app: Celery) -> None:
             return
         from ucvgl.worker.tasks import database_for
 
-        database = database_for(app.conf.ucvgl_settings)
+        settings = app.conf.ucvgl_settings
+        database = database_for(settings)
         hostname = sender.hostname
         queues = ",".join(sorted(q.name for q in sender.task_consumer.queues))
         stop = threading.Event()
 
         def loop() -> None:
+            # Jobs of a worker lost before this one started are failed at once, then the
+            # reaper runs every reaper_interval_seconds (as it does in the API process).
+            next_reap = 0.0
             while not stop.is_set():
                 try:
                     beat(database, hostname, queues)
                 except Exception:  # a database hiccup must not kill the worker
                     log.warning("worker heartbeat failed", exc_info=True)
-                stop.wait(HEARTBEAT_INTERVAL_S)
+                if time.monotonic() >= next_reap:
+                    reap_quietly(database, settings.job_stale_seconds)
+                    next_reap = time.monotonic() + settings.reaper_interval_seconds
+                stop.wait(min(HEARTBEAT_INTERVAL_S, settings.reaper_interval_seconds))
 
         thread = threading.Thread(target=loop, name="ucvgl-heartbeat", daemon=True)
         state.update(stop=stop, thread=thread, database=database, hostname=hostname)

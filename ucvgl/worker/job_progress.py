@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from ucvgl.shared.db import Database
 from ucvgl.shared.enums import JobState
 from ucvgl.shared.errors import JobCancelled
 from ucvgl.shared.models import Job, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class JobProgress:
@@ -18,7 +22,8 @@ class JobProgress:
 
     ``check_cancelled()`` reads ``cancel_requested`` (at most every ``interval_s``) and
     raises :class:`JobCancelled` once it is set. A stage change or ``fraction >= 1`` is
-    written at once.
+    written at once. While the database is unreachable both log and carry on (the job keeps
+    running; the next write catches up).
     """
 
     def __init__(
@@ -58,14 +63,22 @@ class JobProgress:
         if self._pending is None:
             return
         stage, fraction, message = self._pending
-        with self.database.session() as session:
-            session.execute(
-                sa.update(Job)
-                .where(Job.id == self.job_id, Job.state == JobState.RUNNING)
-                .values(
-                    stage=stage[:200], progress=fraction, message=message, heartbeat_at=utcnow()
+        try:
+            with self.database.session() as session:
+                session.execute(
+                    sa.update(Job)
+                    .where(Job.id == self.job_id, Job.state == JobState.RUNNING)
+                    .values(
+                        stage=stage[:200],
+                        progress=fraction,
+                        message=message,
+                        heartbeat_at=utcnow(),
+                    )
                 )
-            )
+        except DBAPIError:  # the database is briefly away: keep training, write it later
+            log.warning("job %s: progress not written (database unreachable)", self.job_id)
+            self._last_write = self.clock()
+            return
         self._pending, self._last_stage, self._last_write = None, stage, self.clock()
         self.writes += 1
 
@@ -75,7 +88,13 @@ class JobProgress:
         if now - self._last_check < self.interval_s:
             return
         self._last_check = now
-        with self.database.session() as session:
-            requested = session.scalar(sa.select(Job.cancel_requested).where(Job.id == self.job_id))
+        try:
+            with self.database.session() as session:
+                requested = session.scalar(
+                    sa.select(Job.cancel_requested).where(Job.id == self.job_id)
+                )
+        except DBAPIError:  # cannot tell while the database is away; ask again later
+            log.warning("job %s: cancellation not checked (database unreachable)", self.job_id)
+            return
         if requested:
             raise JobCancelled(f"job {self.job_id} was cancelled")

@@ -29,6 +29,7 @@ from ucvgl.shared.errors import JobCancelled
 from ucvgl.shared.models import Dataset, Job, Model, utcnow
 from ucvgl.worker.heartbeat import install_heartbeat
 from ucvgl.worker.job_progress import JobProgress
+from ucvgl.worker.reaper import JobHeartbeat, job_heartbeat_interval
 from ucvgl.worker.recording import json_safe, record_result
 
 log = logging.getLogger(__name__)
@@ -67,16 +68,33 @@ def _finish(database: Database, job_id: int, state: JobState, **values: Any) -> 
 
 
 def _start(
-    database: Database, job_id: int, hostname: str, task_id: str | None
+    database: Database,
+    job_id: int,
+    hostname: str,
+    task_id: str | None,
+    stale_s: float = float("inf"),
 ) -> tuple[Job, Dataset | None, Model | None] | None:
-    """Mark the job RUNNING; None when it is gone, terminal, or was cancelled while queued."""
+    """Mark the job RUNNING; None when it is gone, terminal, cancelled while queued, or
+    still running on another live worker (a duplicate delivery must not interleave)."""
     with database.session() as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             log.error("job %s does not exist; task dropped", job_id)
             return None
         if job.state.is_terminal():
-            log.info("job %s is already %s; nothing to run", job_id, job.state)
+            log.info("job %s is already %s; redelivered task does nothing", job_id, job.state)
+            return None
+        if (
+            job.state == JobState.RUNNING
+            and job.worker_hostname not in (None, hostname)
+            and job.heartbeat_at is not None
+            and (utcnow() - job.heartbeat_at).total_seconds() < stale_s
+        ):
+            log.warning(
+                "job %s is still running on %s; duplicate delivery dropped",
+                job_id,
+                job.worker_hostname,
+            )
             return None
         if job.cancel_requested:
             job.state, job.finished_at = JobState.CANCELLED, utcnow()
@@ -141,12 +159,22 @@ def execute_job(
     Errors become ``FAILED`` with the exception's message in ``error`` (the traceback goes
     to the log only); :class:`JobCancelled` becomes ``CANCELLED``.
     """
-    started = _start(database, job_id, hostname or socket.gethostname(), task_id)
+    stale_s = settings.job_stale_seconds
+    started = _start(database, job_id, hostname or socket.gethostname(), task_id, stale_s)
     if started is None:
         with database.session() as session:
             job = session.get(Job, job_id)
             return job.state if job is not None else JobState.FAILED
     job, dataset_row, _model = started
+    with JobHeartbeat(database, job_id, job_heartbeat_interval(stale_s)):
+        return _execute_started(database, settings, runner, job, dataset_row)
+
+
+def _execute_started(
+    database: Database, settings: Settings, runner: JobRunner, job: Job, dataset_row: Dataset | None
+) -> JobState:
+    """Run a job already marked RUNNING to a terminal state (see :func:`execute_job`)."""
+    job_id = job.id
     progress = JobProgress(database, job_id)
     try:
         progress.check_cancelled()

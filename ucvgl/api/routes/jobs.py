@@ -136,3 +136,47 @@ def cancel_job(
     session.refresh(job)
     accepted(response, job.id)
     return job_read(job)
+
+
+RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
+
+
+@router.post(
+    "/{job_id}/retry",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(
+        409,
+        503,
+        d409="The job did not fail and was not cancelled, or another job is active on its "
+        "run folder.",
+    ),
+)
+def retry_job(
+    job_id: int, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
+) -> JobRead:
+    """Start a FAILED or CANCELLED job again as a new job on the same run folder.
+
+    The run folder keeps the stages and checkpoints the first attempt finished, so the new
+    job continues after the last finished epoch instead of starting from zero.
+    """
+    old = get_or_404(session, Job, job_id, "job")
+    if old.state not in RETRYABLE:
+        raise ApiProblem(
+            409,
+            f"job {job_id} is {old.state}; only FAILED or CANCELLED jobs can be retried",
+        )
+    job = create_job(
+        session,
+        queue,
+        job_type=JobType(old.type),
+        params=dict(old.parameters),
+        run_dir=Path(str(old.run_dir)),
+        dataset_id=old.dataset_id,
+        model_id=old.model_id,
+    )
+    session.execute(sa.update(Job).where(Job.id == job.id).values(message=f"retry of job {job_id}"))
+    session.commit()
+    session.refresh(job)
+    accepted(response, job.id)
+    return job_read(job)

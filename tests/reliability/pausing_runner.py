@@ -1,0 +1,46 @@
+"""The real ``pipeline.run_job``, able to stop at a stage so a test can kill the worker there.
+
+With ``PAUSE_AT_STAGE`` set, the first progress update whose stage starts with it writes the
+file ``PAUSE_MARKER`` and then blocks (the job's heartbeat thread keeps beating), until the
+test kills the process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ucvgl.services.pipeline import run_job as pipeline_run_job
+
+
+class PausingProgress:
+    """Forwards to ``inner``; blocks forever at the first update of ``stage_prefix``."""
+
+    def __init__(self, inner: Any, stage_prefix: str, marker: Path) -> None:
+        self.inner, self.stage_prefix, self.marker = inner, stage_prefix, marker
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        self.inner.update(stage, fraction, message)
+        if self.stage_prefix and stage.startswith(self.stage_prefix):
+            self.inner.flush()
+            self.marker.write_text(f"{stage} {fraction}\n")
+            while True:  # the test SIGKILLs this process
+                time.sleep(1.0)
+
+    def check_cancelled(self) -> None:
+        self.inner.check_cancelled()
+
+
+def run_job(
+    job_type: str, dataset: Any, params: dict[str, Any], run_dir: Path, progress: Any
+) -> dict[str, Any]:
+    """``pipeline.run_job``, pausing at ``PAUSE_AT_STAGE`` when it is set."""
+    import torch
+
+    torch.set_num_threads(1)
+    stage = os.environ.get("PAUSE_AT_STAGE", "")
+    if stage:
+        progress = PausingProgress(progress, stage, Path(os.environ["PAUSE_MARKER"]))
+    return pipeline_run_job(job_type, dataset, params, run_dir, progress)

@@ -44,3 +44,16 @@ def run_job(
     if stage:
         progress = PausingProgress(progress, stage, Path(os.environ["PAUSE_MARKER"]))
     return pipeline_run_job(job_type, dataset, params, run_dir, progress)
+
+
+def timed_fake_run_job(
+    job_type: str, dataset: Any, params: dict[str, Any], run_dir: Path, progress: Any
+) -> dict[str, Any]:
+    """The fake runner of tests/worker with ``FAKE_STEPS`` steps of ``FAKE_SLEEP`` seconds."""
+    from fake_runner import run_job as fake_run_job
+
+    steps = int(os.environ.get("FAKE_STEPS", "3"))
+    delay = float(os.environ.get("FAKE_SLEEP", "0"))
+    return fake_run_job(
+        job_type, dataset, {**params, "steps": steps, "sleep": delay}, run_dir, progress
+    )

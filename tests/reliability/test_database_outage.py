@@ -1,0 +1,85 @@
+"""PostgreSQL unreachable for a while (a TCP proxy between the service and the server is
+cut): the API answers 503 problem+json on what needs the database, /readyz says so, a job
+running in a real worker carries on, and everything recovers without a restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from processes import TERMINAL, poll_job, start_worker, stop_process, wait_for
+from service_fixtures import API_TOKEN, assert_problem, empty_tables, make_folder_dataset
+from tcp_proxy import TcpProxy
+
+from ucvgl.api.main import create_app
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+OUTAGE_S = 3.0
+
+
+@pytest.mark.postgres
+def test_database_outage_is_503_then_recovers_without_restart(
+    settings, postgres_schema_url, tmp_path
+):
+    if postgres_schema_url is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    empty_tables(postgres_schema_url)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    url = postgres_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    service = settings.model_copy(
+        update={"database_url": f"{url}&connect_timeout=3", "api_token": API_TOKEN}
+    )
+    make_folder_dataset(service.data_roots[0] / "tiny")
+    worker, _ = start_worker(
+        service,
+        tmp_path / "worker.log",
+        runner="pausing_runner:timed_fake_run_job",
+        FAKE_STEPS="40",
+        FAKE_SLEEP="0.2",
+    )
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            body = {"name": "tiny", "path": "tiny", "format": "folder"}
+            dataset_id = client.post("/api/v1/datasets", json=body, headers=AUTH).json()["id"]
+            job = {"type": "cold_start", "dataset_id": dataset_id}
+            job_id = client.post("/api/v1/jobs", json=job, headers=AUTH).json()["id"]
+            poll_job(client, job_id, {"RUNNING"}, 30)
+            assert client.get("/readyz").status_code == 200
+
+            proxy.cut()
+            began = time.monotonic()
+            for response in (
+                client.get("/api/v1/datasets"),
+                client.get(f"/api/v1/jobs/{job_id}"),
+                client.post(
+                    "/api/v1/jobs", json={**job, "params": {"run_name": "b"}}, headers=AUTH
+                ),
+            ):
+                problem = assert_problem(response, 503, "database is unreachable")
+                assert int(response.headers["retry-after"]) > 0
+                assert problem["title"] == "Database unavailable"
+            ready = assert_problem(client.get("/readyz"), 503, "database")
+            assert not ready["checks"]["database"]["ok"]
+            assert client.get("/healthz").status_code == 200
+            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
+
+            proxy.restore()
+            # The very first request after the outage succeeds: pool_pre_ping replaced the
+            # dead pooled connections, nothing was restarted.
+            listed = client.get("/api/v1/datasets")
+            assert listed.status_code == 200 and listed.json()["total"] == 1
+            wait_for(lambda: client.get("/readyz").status_code == 200, 20, "/readyz to pass")
+            done = poll_job(client, job_id, TERMINAL, 60)
+            assert done["state"] == "SUCCEEDED", (done, (tmp_path / "worker.log").read_text())
+            assert done["progress"] == 1.0
+            again = client.post(
+                "/api/v1/jobs", json={**job, "params": {"run_name": "after"}}, headers=AUTH
+            )
+            assert again.status_code == 202, again.text
+            assert poll_job(client, again.json()["id"], TERMINAL, 60)["state"] == "SUCCEEDED"
+            log = (tmp_path / "worker.log").read_text()
+            assert "progress not written (database unreachable)" in log  # it did see the outage
+    finally:
+        stop_process(worker)
+        proxy.close()

@@ -185,11 +185,13 @@ def test_run_job_reuses_a_finished_run(unsupervised_run, world):
     assert evaluation["split"] == "val"
     assert evaluation["recall"]["r1"] == report["recall"]["r1"]
     assert run_job("index", dataset, params, out, NullProgress()) == {
-        "index_dir": str(out / "index")
+        "index_dir": str(out / "index"),
+        "model_path": str(out / "model" / "selected.pt"),
     }
     rounds = run_job("amm_round", dataset, {**params, "round": 1}, out, NullProgress())
     assert [r["round"] for r in rounds["rounds"]] == [1]
     assert "margin_histogram" in rounds["rounds"][0] and "labels_path" in rounds["rounds"][0]
+    assert Path(rounds["model_path"]).is_file()
     json.dumps(rounds)
 
 

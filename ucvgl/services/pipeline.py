@@ -715,6 +715,10 @@ def run_job(
                 "rounds": result["rounds"],
                 "candidates": result["candidates"],
                 "selected": result["selected"],
+                # the weights after the last round run (a Model row for the service)
+                "model_path": result["candidates"][-1]["path"],
+                "mode": run.mode,
+                "preset": run.preset.name,
             }
         )
     if job_type in ("semi", "supervised"):
@@ -724,7 +728,7 @@ def run_job(
         return {"split": run.eval_name, "recall": recall}
     if job_type == "index":
         out = run._timed("index", run.index, progress)
-        return {"index_dir": str(out)}
+        return {"index_dir": str(out), "model_path": str(run.run_dir / SELECTED_MODEL)}
     return run.run()
 
 

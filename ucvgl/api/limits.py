@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,7 +80,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiProblem(413, self._detail())
+                    # Starlette's HTTPException: FastAPI turns any other error raised while
+                    # it reads the body into a 400; the problem handler renders this one.
+                    raise HTTPException(413, self._detail())
             return message
 
         await self.app(scope, counted, send)

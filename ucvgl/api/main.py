@@ -22,8 +22,9 @@ from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimi
 from ucvgl.api.problems import install_problem_handlers
 from ucvgl.api.retrievers import RetrieverCache, load_service_retriever
 from ucvgl.api.routes import datasets, health, indexes, jobs, models, query, rounds
-from ucvgl.shared.config import Settings, get_settings
+from ucvgl.shared.config import DEFAULT_API_TOKEN, Settings, get_settings
 from ucvgl.shared.db import Database
+from ucvgl.shared.errors import ConfigError
 from ucvgl.worker.celery_app import create_celery_app
 from ucvgl.worker.reaper import reap_quietly
 
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     must already be migrated (``ucvgl migrate``; ``ucvgl serve`` does it at start).
     """
     settings = settings or get_settings()
+    if settings.environment != "development" and settings.api_token in ("", DEFAULT_API_TOKEN):
+        raise ConfigError(
+            "UCVGL_API_TOKEN is empty or the default while UCVGL_ENVIRONMENT="
+            f"{settings.environment}; set a long random token (the API refuses to start)"
+        )
     database = Database.from_settings(settings)
 
     @asynccontextmanager

@@ -54,3 +54,11 @@ def test_roundtrip_and_unknown_fields() -> None:
 def test_invalid_values_raise_config_error(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         CycleGANConfig(**kwargs)
+
+
+def test_cpu_quick_preset_is_small_and_overridable() -> None:
+    cfg = CycleGANConfig.cpu_quick()
+    assert (cfg.size, cfg.ngf, cfg.ndf, cfg.n_blocks, cfg.batch_size, cfg.epochs) == (
+        64, 8, 8, 2, 4, 4,
+    )  # fmt: skip
+    assert CycleGANConfig.cpu_quick(epochs=2).epochs == 2

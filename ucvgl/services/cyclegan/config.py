@@ -143,8 +143,15 @@ class CycleGANConfig:
 
     @classmethod
     def cpu_quick(cls, **overrides: Any) -> CycleGANConfig:
-        """A preset that trains the stage for a 1,000-location world in about 5 minutes on
-        two CPU cores (see the module report in ``train.py``)."""
+        """CPU preset for a 1,000-location world: the stage in about 4 minutes on 2 cores.
+
+        64 px, 8 filters, 2 residual blocks, batch 4, 4 epochs (the last two decaying).
+        Measured on this project's 2-core machine with one torch thread: about 45-55 ms of
+        CPU per image per epoch, so 4 epochs of 1,000 images take about 3.5 minutes, plus
+        about 25 s to translate 1,000 BEVs. On a 500-location synthetic world it raised the
+        raw-pixel retrieval R@1 of BEV vs satellite from 28.0 % (BEV) to 36.4 % (fakes).
+        The default config (16 filters, 3 blocks, batch 1) costs about 150 ms per image.
+        """
         base = cls(size=64, ngf=8, ndf=8, n_blocks=2, epochs=4, batch_size=4)
         return replace(base, **overrides)
 

@@ -40,7 +40,13 @@ def route_job(
 
 
 def _transport_options(broker_url: str) -> dict[str, Any]:
-    """Broker options: on Redis an unacknowledged task is redelivered only after any job ends."""
+    """Broker options: on Redis an unacknowledged task is redelivered only after any job ends.
+
+    The visibility timeout exceeds the hard time limit, so a job that is still running is
+    never handed to a second worker; a LOST worker's job is not left to the broker either:
+    the reaper (``ucvgl.worker.reaper``) fails it after ``job_stale_seconds`` without a
+    heartbeat and ``POST /jobs/{id}/retry`` resumes it.
+    """
     if broker_url.startswith(("redis://", "rediss://")):
         return {"visibility_timeout": HARD_TIME_LIMIT_S + 3600}
     return {}
@@ -65,6 +71,11 @@ def create_celery_app(settings: Settings, *, job_runner: str = DEFAULT_JOB_RUNNE
         result_backend=settings.result_backend or None,
         task_ignore_result=not settings.result_backend,
         broker_connection_retry_on_startup=True,
+        # A broker restart must not end a worker: reconnect forever. A job running when the
+        # connection drops goes on (its row is the source of truth); its task, unacked, is
+        # redelivered after the visibility timeout and then finds the job terminal.
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

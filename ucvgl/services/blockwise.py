@@ -106,7 +106,9 @@ def as_float_matrix(x: Tensor | np.ndarray, name: str) -> Tensor:
         t = t.float()
     if not t.is_contiguous():
         t = t.contiguous()
-    if not bool(torch.isfinite(t).all()):
+    # A row norm is finite iff every entry is (NaN and inf propagate); unlike
+    # torch.isfinite(t) this makes no [N, D] temporaries (memory stays bounded).
+    if not bool(torch.isfinite(torch.linalg.vector_norm(t, dim=1)).all()):
         raise ValueError(f"{name} contains NaN or infinite values; check the embeddings")
     return t
 
@@ -341,7 +343,7 @@ def blockwise_topk(
             # these are few, so the top-k runs on a small gathered subset (or, when many
             # rows change, on the whole block without a gather).
             rows = torch.nonzero(sim.amax(dim=1) > cur_v[:, -1]).flatten()
-            if rows.numel() > bq // 4:  # many change: sort them all, no gather
+            if rows.numel() > bq // 2:  # many change: sort them all, no gather
                 v, i = _block_topk(sim, rk)
                 cur_v, cur_i = merge_topk(cur_v, cur_i, v, i + gs, rk)
             elif rows.numel():
@@ -351,7 +353,7 @@ def blockwise_topk(
             # Same for columns, sorted as rows of a transposed copy ([n, bq]).
             run_v, run_i = col_v[gs : gs + bg], col_i[gs : gs + bg]
             cols = torch.nonzero(sim.amax(dim=0) > run_v[:, -1]).flatten()
-            if cols.numel() > bg // 8:  # many change: one dense transpose into a buffer
+            if cols.numel() > bg // 2:  # many change: one dense transpose into a buffer
                 if transposed is None:  # sized for the largest (first) block
                     transposed = torch.empty(min(block_q, n_q) * min(block_g, n_g), device=dev)
                 v, i = _block_topk(transposed[: bq * bg].view(bg, bq).copy_(sim.T), ck)

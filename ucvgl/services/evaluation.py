@@ -79,11 +79,13 @@ def positive_ranks(
     dev = resolve_device(device)
     known = pos >= 0
     pos_clamped = pos.clamp(min=0)
-    qn = q * inverse_norms(q, "query")[:, None]
-    gp = g[pos_clamped]
-    gp = gp * inverse_norms(gp, "gallery")[:, None]
-    pos_sim = (qn * gp).sum(dim=1).to(dev)  # [Q]
-    del qn, gp
+    inv_q, inv_g = inverse_norms(q, "query"), inverse_norms(g, "gallery")
+    pos_sim = torch.empty(n_q)
+    for s in range(0, n_q, block_size):  # row-wise dots in chunks: no [Q, D] copies
+        e = min(s + block_size, n_q)
+        p = pos_clamped[s:e]
+        pos_sim[s:e] = (q[s:e] * g[p]).sum(dim=1) * inv_q[s:e] * inv_g[p]
+    pos_sim = pos_sim.to(dev)  # [Q]
     pos_dev = pos_clamped.to(dev)
     counts = torch.zeros(n_q, dtype=torch.int64, device=dev)
     for qs, gs, sim in iter_similarity_blocks(

@@ -1,19 +1,36 @@
-"""A bounded per-process cache of loaded retrievers (one per index, never re-read per request)."""
+"""Loaded retrievers kept by the server process: a bounded cache and a batching front.
+
+* :class:`RetrieverCache`: one retriever per index, loaded once (concurrent first requests
+  wait for a single load), never re-read per request; least-recently-used eviction.
+* :class:`BatchingRetriever`: every query of one retriever runs on ONE worker thread, and
+  the queries waiting when it becomes free are merged into one forward pass. This keeps a
+  single OpenMP team of torch's intra-op threads busy (C request threads each running a
+  forward would start C teams of all cores on the CPU) and turns C concurrent one-image
+  requests into one batch of C images. With ``gather_s = 0`` (the default) nothing waits
+  on purpose, so a lone request pays no batching delay.
+"""
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+Hits = list[list[dict[str, Any]]]
 
 
 class Retriever(Protocol):
     """What ``ucvgl.services.retrieval.Retriever`` offers the API."""
 
-    def query(self, images: list[Any], k: int) -> list[list[dict[str, Any]]]:
-        """Top-``k`` tiles per image: dicts with satellite_id, score, path, lat, lon, x, y."""
+    def query(self, images: list[Any], k: int) -> Hits:
+        """Top-``k`` tiles per image, best first: dicts with rank, satellite_id, score, path,
+        lat, lon, x, y."""
 
 
 RetrieverLoader = Callable[[Path, str], Retriever]
@@ -21,14 +38,133 @@ RetrieverLoader = Callable[[Path, str], Retriever]
 
 
 def load_service_retriever(run_dir: Path, device: str) -> Retriever:
-    """Load the real retriever (imports torch on first use, not at API import)."""
+    """Load the real retriever behind a :class:`BatchingRetriever` (imports torch here)."""
     from ucvgl.services.retrieval import Retriever as ServiceRetriever
 
-    return ServiceRetriever.from_run(run_dir, device)
+    return BatchingRetriever(ServiceRetriever.from_run(run_dir, device))
+
+
+@dataclass
+class _Request:
+    images: list[Any]
+    k: int
+    future: Future = field(default_factory=Future)
+
+
+class BatchingRetriever:
+    """Serialises and merges the queries of one retriever on a worker thread.
+
+    Args:
+        retriever: the retriever doing the work (its ``query`` is only ever called from the
+            worker thread).
+        max_batch: stop gathering more requests once this many images are waiting (one
+            request is never split, so a batch may exceed it by one request's images).
+        gather_s: after the first request, wait up to this long for more (0: take only
+            those already queued).
+    """
+
+    def __init__(self, retriever: Retriever, *, max_batch: int = 32, gather_s: float = 0.0):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if gather_s < 0:
+            raise ValueError(f"gather_s must be >= 0, got {gather_s}")
+        self.retriever = retriever
+        self.max_batch = max_batch
+        self.gather_s = gather_s
+        self.forwards = 0
+        """Calls of ``retriever.query`` so far (fewer than requests when batching works)."""
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="ucvgl-retriever", daemon=True)
+        self._thread.start()
+
+    def query(self, images: list[Any], k: int) -> Hits:
+        """Top-``k`` tiles of each image (blocks until the worker has answered)."""
+        return self.submit(images, k).result()
+
+    def submit(self, images: list[Any], k: int) -> Future:
+        """Queue a query; the future's result is what :meth:`query` returns.
+
+        Never runs the forward on the calling thread, so an event loop may call it.
+        """
+        request = _Request(list(images), int(k))
+        if not request.images:
+            request.future.set_result([])
+            return request.future
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._queue.put(request)
+        if closed:  # evicted while the caller held it: answer on a thread of its own
+            threading.Thread(target=self._answer, args=([request],), daemon=True).start()
+        return request.future
+
+    def close(self) -> None:
+        """Answer what is queued, then stop the worker thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+
+    # ------------------------------------------------------------------ worker thread
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._gather(first)
+            self._answer(batch)
+            if stop:
+                return
+
+    def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        batch, size = [first], len(first.images)
+        deadline = time.monotonic() + self.gather_s
+        while size < self.max_batch:
+            wait = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+            size += len(item.images)
+        return batch, False
+
+    def _answer(self, batch: list[_Request]) -> None:
+        # requests whose caller gave up (cancelled future) are dropped; the others can no
+        # longer be cancelled, so setting their results below cannot fail
+        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if live:
+            self._run(live)
+
+    def _run(self, batch: list[_Request]) -> None:
+        images = [image for request in batch for image in request.images]
+        try:
+            self.forwards += 1
+            hits = self.retriever.query(images, max(r.k for r in batch))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting request threads
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            for request in batch:  # one bad request must not fail the others
+                self._run([request])
+            return
+        start = 0
+        for request in batch:
+            found = hits[start : start + len(request.images)]
+            request.future.set_result([row[: request.k] for row in found])
+            start += len(request.images)
 
 
 class RetrieverCache:
-    """Least-recently-used cache of at most ``max_entries`` retrievers, keyed by index id."""
+    """Least-recently-used cache of at most ``max_entries`` retrievers, keyed by index id.
+
+    Evicted retrievers with a ``close()`` method are closed.
+    """
 
     def __init__(self, max_entries: int = 2) -> None:
         if max_entries < 1:
@@ -51,12 +187,17 @@ class RetrieverCache:
                 if key in self._items:
                     return self._items[key]
             retriever = load()
+            evicted = []
             with self._lock:
                 self.loads += 1
                 self._items[key] = retriever
                 while len(self._items) > self.max_entries:
-                    self._items.popitem(last=False)
+                    evicted.append(self._items.popitem(last=False)[1])
                 self._loading.pop(key, None)
+            for old in evicted:
+                close = getattr(old, "close", None)
+                if callable(close):
+                    close()
             return retriever
 
     def __len__(self) -> int:

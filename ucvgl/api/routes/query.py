@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
-from ucvgl.api.deps import (
-    QueryLimiterDep,
-    ReadAccess,
-    RetrieverCacheDep,
-    RetrieverLoaderDep,
-    SessionDep,
-    SettingsDep,
-)
+from ucvgl.api.deps import ReadAccess, RetrieverLoaderDep
 from ucvgl.api.job_submission import get_or_404
+from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
+from ucvgl.api.retrievers import BatchingRetriever, Retriever, RetrieverCache, RetrieverLoader
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import RetrievalIndex
@@ -81,13 +79,64 @@ def _match(rank: int, hit: dict[str, Any]) -> QueryMatch:
     )
 
 
-@router.post("/query", response_model=QueryResponse, responses=problem_responses(409, 413, 429))
-def query_tiles(
+@dataclass
+class _Prepared:
+    index_id: int
+    model_id: int
+    retriever: Retriever
+    images: list[Image.Image]
+
+
+def _prepare(
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    limiter: QueryLimiterDep,
-    retrievers: RetrieverCacheDep,
+    loader: RetrieverLoader,
+    files: list[UploadFile],
+    heading: float | None,
+    index_id: int | None,
+) -> _Prepared:
+    """The blocking half of a query (one threadpool trip): find the index, decode the
+    uploads, and fetch the index's retriever from the cache (loading it on first use)."""
+    state = request.app.state
+    settings: Settings = state.settings
+    with state.database.sessions() as session:
+        if index_id is not None:
+            index = get_or_404(session, RetrievalIndex, index_id, "index")
+        else:
+            index = session.scalars(
+                sa.select(RetrievalIndex).order_by(RetrievalIndex.id.desc()).limit(1)
+            ).first()
+            if index is None:
+                raise ApiProblem(404, "no index has been built yet; POST /api/v1/indexes first")
+        run_dir = Path(index.model.run_dir)
+        found_id, model_id = index.id, index.model_id
+    images, budget = [], settings.max_upload_bytes
+    for upload in files:
+        image, used = read_upload(upload, settings, budget)
+        budget -= used
+        if heading is not None:
+            from ucvgl.services.datasets.images import roll_to_north
+
+            image = roll_to_north(image, heading)
+        images.append(image)
+    device = settings.device if settings.device != "auto" else settings.torch_device()
+    cache: RetrieverCache = state.retrievers
+    try:
+        retriever = cache.get(found_id, lambda: loader(run_dir, device))
+    except UcvglError as exc:
+        raise ApiProblem(409, f"index {found_id} cannot be loaded: {exc}") from exc
+    return _Prepared(found_id, model_id, retriever, images)
+
+
+async def _search(retriever: Retriever, images: list[Image.Image], k: int):
+    """Top-``k`` hits per image, never blocking the event loop on the forward."""
+    if isinstance(retriever, BatchingRetriever):
+        return await asyncio.wrap_future(retriever.submit(images, k))
+    return await run_in_threadpool(retriever.query, images, k)
+
+
+@router.post("/query", response_model=QueryResponse, responses=problem_responses(409, 413, 429))
+async def query_tiles(
+    request: Request,
     loader: RetrieverLoaderDep,
     files: Annotated[list[UploadFile], File(description="Ground panoramas (JPEG/PNG).")],
     k: Annotated[int, Form(ge=1, le=100)] = 5,
@@ -98,41 +147,27 @@ def query_tiles(
         int | None, Form(description="Index to search; default the newest.")
     ] = None,
 ) -> QueryResponse:
-    """Top-k satellite tiles (scores, file names, GPS/UTM) for each uploaded panorama."""
+    """Top-k satellite tiles (scores, file names, GPS/UTM) for each uploaded panorama.
+
+    Latency: the route is ``async`` and reads the app state directly instead of through
+    sync dependencies, because every sync dependency, a sync route body and its response
+    validation each cost a threadpool round trip (1-2 ms apiece on a busy CPU). What blocks
+    (database, decoding, a first load) runs in ONE threadpool trip; the forward runs on the
+    retriever's own worker thread (``BatchingRetriever``), which this route awaits.
+    """
+    settings: Settings = request.app.state.settings
+    limiter: ConcurrencyLimiter = request.app.state.query_limiter
     client = request.client.host if request.client else "unknown"
     with limiter.slot(client):
         if len(files) > settings.max_batch_files:
             raise ApiProblem(
                 413, f"{len(files)} files in one request; the limit is {settings.max_batch_files}"
             )
-        if index_id is not None:
-            index = get_or_404(session, RetrievalIndex, index_id, "index")
-        else:
-            index = session.scalars(
-                sa.select(RetrievalIndex).order_by(RetrievalIndex.id.desc()).limit(1)
-            ).first()
-            if index is None:
-                raise ApiProblem(404, "no index has been built yet; POST /api/v1/indexes first")
-        images, budget = [], settings.max_upload_bytes
-        for upload in files:
-            image, used = read_upload(upload, settings, budget)
-            budget -= used
-            if heading is not None:
-                from ucvgl.services.datasets.images import roll_to_north
-
-                image = roll_to_north(image, heading)
-            images.append(image)
-        run_dir = Path(index.model.run_dir)
-        device = settings.device if settings.device != "auto" else settings.torch_device()
-        try:
-            retriever = retrievers.get(index.id, lambda: loader(run_dir, device))
-        except UcvglError as exc:
-            raise ApiProblem(409, f"index {index.id} cannot be loaded: {exc}") from exc
-        # This route is a plain `def`: FastAPI already runs it (and the forward) in a threadpool.
-        hits = retriever.query(images, k)
+        prepared = await run_in_threadpool(_prepare, request, loader, files, heading, index_id)
+        hits = await _search(prepared.retriever, prepared.images, k)
     return QueryResponse(
-        index_id=index.id,
-        model_id=index.model_id,
+        index_id=prepared.index_id,
+        model_id=prepared.model_id,
         k=k,
         results=[
             QueryResult(

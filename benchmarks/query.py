@@ -1,0 +1,456 @@
+"""Benchmark: POST /api/v1/query of the running service vs the bare retrieval path.
+
+    .venv/bin/python benchmarks/query.py --requests 24 --concurrency 1,4
+
+Setup (in a temporary folder): a small synthetic world (``generate_world``), an untrained
+model of the ``cpu`` preset's encoder config (ConvNeXt-atto + SAFA, panoramas 128 x 256,
+tiles 128; weights do not change the timing), the run folder ``Retriever.from_run`` reads
+(``model/selected.pt`` and ``index/``, written the way the pipeline's index stage writes
+them), and a migrated SQLite database with the dataset, model and index rows.
+
+The service runs as ``uvicorn`` with ``create_app`` in a subprocess on a free loopback port;
+a loopback ``httpx.AsyncClient`` keeps C requests (one panorama each, k = 5) in flight until
+N have been answered. Per request latency p50/p99 and throughput are reported.
+
+The bare path runs in this process on the same JPEG bytes: decode + transform + ground
+encoder forward + index search (``Retriever.query`` called directly). At concurrency C it
+is C images in one call, as an ideal batching server would run C waiting requests; at C = 1
+it is one image per call. The bare calls run on one dedicated thread, as the service's
+forwards do: on this 2-core machine a forward on the Python MAIN thread measured 10-50x
+slower (150-2,000 ms against 23-60 ms for the same model and input), which would flatter
+the service. Service and bare blocks alternate (``--repeats`` times), so a
+change in the machine's load hits both alike. ``overhead`` = service p50 / bare p50 - 1.
+
+Service variants (``--variants``): ``batched`` (the service as shipped: one worker thread
+per retriever merges waiting queries into one forward) and ``direct`` (every request runs
+its own forward on its threadpool thread, the earlier behaviour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import REPO_ROOT, print_table, write_json  # noqa: E402
+
+VARIANTS = ("batched", "direct")
+
+
+# ---------------------------------------------------------------------------- setup
+def build_run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """World, model, index and database rows under ``root``; returns their locations."""
+    import torch
+
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.index import SatelliteIndex
+    from ucvgl.services.models import build_model, save_model
+    from ucvgl.services.pipeline import SELECTED_MODEL, _tile_metadata
+    from ucvgl.services.presets import PRESETS
+    from ucvgl.services.synth import generate_world
+    from ucvgl.services.training.embed import embed_split
+    from ucvgl.shared.db import Database, upgrade_database
+    from ucvgl.shared.models import Dataset, Model, RetrievalIndex
+
+    preset = PRESETS["cpu"]
+    world = root / "data" / "world"
+    t0 = time.perf_counter()
+    generate_world(
+        world,
+        args.format,
+        args.train,
+        args.val,
+        seed=args.seed,
+        pano_size=tuple(preset.ground_size),
+        sat_size=preset.satellite_size,
+        workers=1,
+    )
+    dataset = load_dataset(world, args.format, name="bench")
+    print(f"world: {time.perf_counter() - t0:.1f} s", flush=True)
+
+    torch.manual_seed(args.seed)
+    model = build_model(preset.encoder_config()).eval()
+    run_dir = root / "runs" / "bench"
+    save_model(model, run_dir / SELECTED_MODEL)
+    # the pipeline's index stage: every split's tiles, each file once, with its metadata
+    embeddings, ids, metadata, seen = [], [], [], set()
+    for name in dataset.splits:
+        split = dataset.split(name)
+        emb = embed_split(model, split, "satellite", batch_size=preset.eval_batch_size)
+        keep = []
+        for j, path in enumerate(split.satellite_paths):
+            if str(path) not in seen:
+                seen.add(str(path))
+                keep.append(j)
+                ids.append(split.satellite_ids[j])
+                metadata.append(_tile_metadata(split, j, name))
+        embeddings.append(emb[keep])
+    if len(set(ids)) != len(ids):
+        ids = [f"{m['split']}/{sid}" for sid, m in zip(ids, metadata, strict=True)]
+    index = SatelliteIndex.build(torch.cat(embeddings).numpy(), ids, metadata=metadata)
+    index.save(run_dir / "index")
+    print(f"index: {len(index)} tiles, {time.perf_counter() - t0:.1f} s", flush=True)
+
+    database_url = f"sqlite:///{root / 'service.sqlite'}"
+    upgrade_database(database_url)
+    db = Database.from_url(database_url)
+    with db.session() as s:
+        row = Dataset(name="bench", format=args.format, root_path=str(world))
+        s.add(row)
+        s.flush()
+        model_row = Model(
+            dataset_id=row.id,
+            run_dir=str(run_dir),
+            checkpoint_path=str(run_dir / SELECTED_MODEL),
+            mode="unsupervised",
+            preset="cpu",
+        )
+        s.add(model_row)
+        s.flush()
+        s.add(
+            RetrievalIndex(
+                model_id=model_row.id, path=str(run_dir / "index"), kind="flat", size=len(index)
+            )
+        )
+    db.dispose()
+    split = dataset.split(next(reversed(dataset.splits)))
+    queries = [Path(p) for p in split.ground_paths[: args.queries]]
+    return {
+        "world": world,
+        "run_dir": run_dir,
+        "database_url": database_url,
+        "queries": queries,
+        "tiles": len(index),
+    }
+
+
+# ---------------------------------------------------------------------------- server
+TIMINGS_PATH = "/__bench/timings"
+
+
+class TimedRetriever:
+    """Records how long each ``query`` (decode-free: transform + forward + search) takes."""
+
+    def __init__(self, retriever, timings: dict[str, list]) -> None:
+        self.retriever, self.timings = retriever, timings
+
+    def query(self, images, k):
+        t = time.perf_counter()
+        hits = self.retriever.query(images, k)
+        self.timings["forward_s"].append(time.perf_counter() - t)
+        self.timings["forward_images"].append(len(images))
+        return hits
+
+
+def serve(args: argparse.Namespace) -> None:
+    """The ``--serve`` subprocess: uvicorn with ``create_app`` on 127.0.0.1:``--port``.
+
+    The app is wrapped in a pure ASGI timer (time inside the app per request) and the
+    retriever in :class:`TimedRetriever`; ``GET /__bench/timings`` returns and clears both.
+    """
+    import json
+
+    import uvicorn
+
+    from ucvgl.api.main import create_app
+    from ucvgl.api.retrievers import BatchingRetriever
+    from ucvgl.services.retrieval import Retriever
+    from ucvgl.shared.config import Settings
+
+    settings = Settings(
+        work_dir=Path(args.work_dir),
+        data_roots=[Path(args.work_dir) / "data"],
+        database_url=args.database_url,
+        device="cpu",
+        max_concurrent_queries_per_client=max(64, args.max_concurrency),
+    )
+    app = create_app(settings)
+    timings: dict[str, list] = {"app_s": [], "forward_s": [], "forward_images": []}
+
+    def loader(run_dir: Path, device: str):
+        retriever = TimedRetriever(Retriever.from_run(run_dir, device), timings)
+        if args.serve == "direct":
+            return retriever
+        return BatchingRetriever(retriever, gather_s=args.gather_ms / 1000.0)
+
+    app.state.retriever_loader = loader
+
+    async def timed_app(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        if scope["path"] == TIMINGS_PATH:
+            body = json.dumps(timings).encode()
+            for values in timings.values():
+                values.clear()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            return await send({"type": "http.response.body", "body": body})
+        t = time.perf_counter()
+        await app(scope, receive, send)
+        if scope["path"] == "/api/v1/query":
+            timings["app_s"].append(time.perf_counter() - t)
+
+    uvicorn.run(timed_app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(variant: str, root: Path, setup: dict, max_concurrency: int, gather_ms: float):
+    """Start the server subprocess and wait for /healthz (returns (process, base_url))."""
+    import httpx
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--serve",
+        variant,
+        "--port",
+        str(port),
+        "--work-dir",
+        str(root),
+        "--database-url",
+        setup["database_url"],
+        "--max-concurrency",
+        str(max_concurrency),
+        "--gather-ms",
+        str(gather_ms),
+    ]
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the {variant} server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.terminate()
+    raise RuntimeError("the server did not answer /healthz within 120 s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# ---------------------------------------------------------------------------- load
+async def service_block(
+    base: str, blobs: list[tuple[str, bytes]], n: int, concurrency: int, k: int
+) -> dict[str, Any]:
+    """``n`` requests, ``concurrency`` in flight; latencies in seconds and wall time."""
+    import httpx
+
+    latencies: list[float] = []
+    counter = iter(range(n))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for i in counter:
+            name, data = blobs[i % len(blobs)]
+            t = time.perf_counter()
+            response = await client.post(
+                "/api/v1/query",
+                files=[("files", (name, data, "image/jpeg"))],
+                data={"k": str(k)},
+            )
+            latencies.append(time.perf_counter() - t)
+            if response.status_code != 200:
+                raise RuntimeError(f"query answered {response.status_code}: {response.text}")
+            if len(response.json()["results"][0]["matches"]) != k:
+                raise RuntimeError(f"expected {k} matches: {response.text}")
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {"latencies": latencies, "wall": wall, "requests": n}
+
+
+def bare_block(retriever, blobs: list[tuple[str, bytes]], n: int, batch: int, k: int) -> dict:
+    """``n`` images as ``n / batch`` calls of decode + Retriever.query on ``batch`` images."""
+    from PIL import Image
+
+    latencies, done, i = [], 0, 0
+    t0 = time.perf_counter()
+    while done < n:
+        t = time.perf_counter()
+        chunk = [blobs[(i + j) % len(blobs)][1] for j in range(batch)]
+        images = [Image.open(io.BytesIO(data)).convert("RGB") for data in chunk]
+        hits = retriever.query(images, k)
+        latencies.append(time.perf_counter() - t)
+        assert len(hits) == batch and all(len(h) == k for h in hits)
+        done += batch
+        i += batch
+    return {"latencies": latencies, "wall": time.perf_counter() - t0, "requests": done}
+
+
+def summarise(blocks: list[dict]) -> dict[str, float]:
+    lat = np.array([x for b in blocks for x in b["latencies"]]) * 1000.0
+    requests = sum(b["requests"] for b in blocks)
+    wall = sum(b["wall"] for b in blocks)
+    return {
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "mean_ms": float(lat.mean()),
+        "throughput_rps": requests / wall,
+        "requests": requests,
+    }
+
+
+def fetch_timings(base: str) -> dict[str, list]:
+    """The server's timings since the last fetch (and clear them)."""
+    import httpx
+
+    return httpx.get(base + TIMINGS_PATH, timeout=30).json()
+
+
+def server_summary(blocks: list[dict[str, list]]) -> dict[str, float]:
+    """Server-side p50s: time inside the app, retriever call, and images per forward."""
+    app = [x for b in blocks for x in b["app_s"]]
+    forward = [x for b in blocks for x in b["forward_s"]]
+    images = [x for b in blocks for x in b["forward_images"]]
+    return {
+        "server_app_p50_ms": float(np.median(app) * 1000) if app else float("nan"),
+        "server_forward_p50_ms": float(np.median(forward) * 1000) if forward else float("nan"),
+        "images_per_forward": float(np.mean(images)) if images else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------- driver
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=24, help="per concurrency and repeat")
+    parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating service/bare blocks")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--format", default="cvact")
+    parser.add_argument("--train", type=int, default=48, help="synthetic training locations")
+    parser.add_argument("--val", type=int, default=16, help="synthetic validation locations")
+    parser.add_argument("--queries", type=int, default=16, help="distinct query panoramas")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="query", help="results/<name>.json")
+    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--max-concurrency", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gather-ms", type=float, default=0.0, help="batched variant: gather window (ms)"
+    )
+    args = parser.parse_args()
+    if args.serve:
+        serve(args)
+        return
+
+    import torch
+
+    from ucvgl.services.retrieval import Retriever
+
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c]
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ucvgl-query-bench-") as tmp:
+        root = Path(tmp)
+        setup = build_run(root, args)
+        blobs = [(p.name, p.read_bytes()) for p in setup["queries"]]
+        bare = Retriever.from_run(setup["run_dir"], "cpu")
+        # one dedicated thread, like the service's retriever worker (see the docstring)
+        bare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bare")
+        bare_thread.submit(bare_block, bare, blobs, 2, 1, args.k).result()  # warm-up
+        for variant in variants:
+            process, base = start_server(variant, root, setup, max(concurrencies), args.gather_ms)
+            try:
+                asyncio.run(service_block(base, blobs, 2, 1, args.k))  # loads the retriever
+                fetch_timings(base)
+                for c in concurrencies:
+                    service, direct, server = [], [], []
+                    for _ in range(args.repeats):
+                        service.append(
+                            asyncio.run(service_block(base, blobs, args.requests, c, args.k))
+                        )
+                        server.append(fetch_timings(base))
+                        direct.append(
+                            bare_thread.submit(
+                                bare_block, bare, blobs, args.requests, c, args.k
+                            ).result()
+                        )
+                    s, b = summarise(service), summarise(direct)
+                    row = {
+                        "variant": variant,
+                        "concurrency": c,
+                        **{f"service_{key}": value for key, value in s.items()},
+                        **{f"bare_{key}": value for key, value in b.items()},
+                        "overhead_p50": s["p50_ms"] / b["p50_ms"] - 1.0,
+                        "throughput_ratio": s["throughput_rps"] / b["throughput_rps"],
+                        **server_summary(server),
+                    }
+                    rows.append(row)
+                    print(
+                        f"{variant} c={c}: service p50 {s['p50_ms']:.0f} ms, bare p50 "
+                        f"{b['p50_ms']:.0f} ms, overhead {row['overhead_p50']:+.1%}",
+                        flush=True,
+                    )
+            finally:
+                stop_server(process)
+        bare_thread.shutdown()
+    columns = [
+        "variant",
+        "concurrency",
+        "service_p50_ms",
+        "service_p99_ms",
+        "service_throughput_rps",
+        "bare_p50_ms",
+        "bare_p99_ms",
+        "bare_throughput_rps",
+        "overhead_p50",
+        "throughput_ratio",
+        "server_app_p50_ms",
+        "server_forward_p50_ms",
+        "images_per_forward",
+    ]
+    table = print_table(rows, columns)
+    write_json(
+        args.name,
+        {
+            "args": {k: v for k, v in vars(args).items() if k not in ("serve", "port")},
+            "tiles": setup["tiles"],
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "target": "service p50 <= 1.25 x bare p50 (overhead_p50 < 0.25)",
+            "rows": rows,
+            "table": table,
+            "note": "bare at concurrency C = one Retriever.query call on C images",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

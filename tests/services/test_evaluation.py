@@ -114,6 +114,8 @@ def test_perfect_and_bad_inputs():
         recall_at_k(gallery, gallery, np.arange(40, dtype=np.float32))
     with pytest.raises(ValueError, match="k must be"):
         recall_at_k(gallery, gallery, np.arange(40), ks=(0,))
+    with pytest.raises(ValueError, match="dimension"):
+        recall_at_k(gallery[:, :3], gallery, np.arange(40))
     assert one_percent_k(92_802) == 928 and one_percent_k(10) == 1
 
 

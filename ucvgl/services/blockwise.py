@@ -109,7 +109,9 @@ def as_float_matrix(x: Tensor | np.ndarray, name: str) -> Tensor:
     # A row norm is finite iff every entry is (NaN and inf propagate); unlike
     # torch.isfinite(t) this makes no [N, D] temporaries (memory stays bounded).
     if not bool(torch.isfinite(torch.linalg.vector_norm(t, dim=1)).all()):
-        raise ValueError(f"{name} contains NaN or infinite values; check the embeddings")
+        raise ValueError(
+            f"{name} contains NaN or infinite values (or overflowing norms); check the embeddings"
+        )
     return t
 
 

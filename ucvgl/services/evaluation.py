@@ -72,6 +72,8 @@ def positive_ranks(
     q = as_float_matrix(query, "query")
     g = as_float_matrix(gallery, "gallery")
     n_q, n_g = q.shape[0], g.shape[0]
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"query has dimension {q.shape[1]} but gallery has {g.shape[1]}")
     pos = _as_index_vector(positives, n_q, "positives")
     if bool((pos >= n_g).any()):
         bad = int(torch.nonzero(pos >= n_g)[0])

@@ -84,16 +84,17 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
 
             os.kill(worker.pid, signal.SIGKILL)  # mid-job: no shutdown handler runs
             worker.wait()
+            # A replacement worker starts while the reaper waits out the stale limit.
+            second, _ = start_worker(service, tmp_path / "worker2.log", **timing)
             failed = poll_job(client, job_id, TERMINAL, 30)
             assert failed["state"] == "FAILED", failed
             assert failed["error"].startswith(f"worker {hostname} lost (no heartbeat since ")
             assert f"/api/v1/jobs/{job_id}/retry" in failed["error"]
-            # A second retry while the first is active would interleave: refused.
-            second, _ = start_worker(service, tmp_path / "worker2.log", **timing)
             retried = client.post(f"/api/v1/jobs/{job_id}/retry", headers=AUTH)
             assert retried.status_code == 202, retried.text
             new_id = retried.json()["id"]
             assert new_id != job_id and retried.json()["run_dir"] == str(run_dir)
+            # A second retry while the first is active would interleave: refused.
             again = client.post(f"/api/v1/jobs/{job_id}/retry", headers=AUTH)
             assert again.status_code in (409, 202)  # 409 while the retry is active
             if again.status_code == 202:  # the retry already finished (fast machine)

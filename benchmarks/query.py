@@ -21,9 +21,16 @@ slower (150-2,000 ms against 23-60 ms for the same model and input), which would
 the service. Service and bare blocks alternate (``--repeats`` times), so a
 change in the machine's load hits both alike. ``overhead`` = service p50 / bare p50 - 1.
 
-Service variants (``--variants``): ``batched`` (the service as shipped: one worker thread
-per retriever merges waiting queries into one forward) and ``direct`` (every request runs
-its own forward on its threadpool thread, the earlier behaviour).
+Service variants (``--variants``): ``serial`` (as shipped on a CPU: one worker thread per
+retriever runs one request per forward), ``batched`` (the same worker thread merges the
+requests waiting when it is free, up to 32 images per forward: as shipped on a GPU) and
+``direct`` (every request runs its own forward on a threadpool thread, the earlier
+behaviour).
+
+Server-side timings come back from the server (``GET /__bench/timings``): time inside the
+app per query request, time of each retriever call (transform + forward + search) and
+images per forward; ``in_app_overhead`` = app p50 / retriever-call p50 - 1 is the
+service's own cost without the client and with the forward measured in the same process.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import REPO_ROOT, print_table, write_json  # noqa: E402
 
-VARIANTS = ("batched", "direct")
+VARIANTS = ("serial", "batched", "direct")
 
 
 # ---------------------------------------------------------------------------- setup
@@ -174,7 +181,7 @@ def serve(args: argparse.Namespace) -> None:
         work_dir=Path(args.work_dir),
         data_roots=[Path(args.work_dir) / "data"],
         database_url=args.database_url,
-        device="cpu",
+        device=args.device,
         max_concurrent_queries_per_client=max(64, args.max_concurrency),
     )
     app = create_app(settings)
@@ -184,7 +191,8 @@ def serve(args: argparse.Namespace) -> None:
         retriever = TimedRetriever(Retriever.from_run(run_dir, device), timings)
         if args.serve == "direct":
             return retriever
-        return BatchingRetriever(retriever, gather_s=args.gather_ms / 1000.0)
+        max_batch = 1 if args.serve == "serial" else 32
+        return BatchingRetriever(retriever, max_batch=max_batch, gather_s=args.gather_ms / 1000.0)
 
     app.state.retriever_loader = loader
 
@@ -211,7 +219,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(variant: str, root: Path, setup: dict, max_concurrency: int, gather_ms: float):
+def start_server(variant: str, root: Path, setup: dict, args: argparse.Namespace):
     """Start the server subprocess and wait for /healthz (returns (process, base_url))."""
     import httpx
 
@@ -228,9 +236,11 @@ def start_server(variant: str, root: Path, setup: dict, max_concurrency: int, ga
         "--database-url",
         setup["database_url"],
         "--max-concurrency",
-        str(max_concurrency),
+        str(max(int(c) for c in args.concurrency.split(",") if c)),
         "--gather-ms",
-        str(gather_ms),
+        str(args.gather_ms),
+        "--device",
+        args.device,
     ]
     process = subprocess.Popen(cmd, cwd=REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -333,10 +343,14 @@ def server_summary(blocks: list[dict[str, list]]) -> dict[str, float]:
     app = [x for b in blocks for x in b["app_s"]]
     forward = [x for b in blocks for x in b["forward_s"]]
     images = [x for b in blocks for x in b["forward_images"]]
+    if not app or not forward:
+        return {}
+    app_p50, forward_p50 = float(np.median(app) * 1000), float(np.median(forward) * 1000)
     return {
-        "server_app_p50_ms": float(np.median(app) * 1000) if app else float("nan"),
-        "server_forward_p50_ms": float(np.median(forward) * 1000) if forward else float("nan"),
-        "images_per_forward": float(np.mean(images)) if images else float("nan"),
+        "server_app_p50_ms": app_p50,
+        "server_forward_p50_ms": forward_p50,
+        "in_app_overhead": app_p50 / forward_p50 - 1.0,
+        "images_per_forward": float(np.mean(images)),
     }
 
 
@@ -348,6 +362,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternating service/bare blocks")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (service and bare)")
     parser.add_argument("--format", default="cvact")
     parser.add_argument("--train", type=int, default=48, help="synthetic training locations")
     parser.add_argument("--val", type=int, default=16, help="synthetic validation locations")
@@ -381,12 +396,12 @@ def main() -> None:
         root = Path(tmp)
         setup = build_run(root, args)
         blobs = [(p.name, p.read_bytes()) for p in setup["queries"]]
-        bare = Retriever.from_run(setup["run_dir"], "cpu")
+        bare = Retriever.from_run(setup["run_dir"], args.device)
         # one dedicated thread, like the service's retriever worker (see the docstring)
         bare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bare")
         bare_thread.submit(bare_block, bare, blobs, 2, 1, args.k).result()  # warm-up
         for variant in variants:
-            process, base = start_server(variant, root, setup, max(concurrencies), args.gather_ms)
+            process, base = start_server(variant, root, setup, args)
             try:
                 asyncio.run(service_block(base, blobs, 2, 1, args.k))  # loads the retriever
                 fetch_timings(base)
@@ -434,6 +449,7 @@ def main() -> None:
         "throughput_ratio",
         "server_app_p50_ms",
         "server_forward_p50_ms",
+        "in_app_overhead",
         "images_per_forward",
     ]
     table = print_table(rows, columns)

@@ -3,11 +3,13 @@
 * :class:`RetrieverCache`: one retriever per index, loaded once (concurrent first requests
   wait for a single load), never re-read per request; least-recently-used eviction.
 * :class:`BatchingRetriever`: every query of one retriever runs on ONE worker thread, and
-  the queries waiting when it becomes free are merged into one forward pass. This keeps a
-  single OpenMP team of torch's intra-op threads busy (C request threads each running a
-  forward would start C teams of all cores on the CPU) and turns C concurrent one-image
-  requests into one batch of C images. With ``gather_s = 0`` (the default) nothing waits
-  on purpose, so a lone request pays no batching delay.
+  the queries waiting when it becomes free are merged into one forward pass (up to
+  ``max_batch`` images). The single thread keeps a single OpenMP team of torch's intra-op
+  threads (all cores, torch's default) busy: C request threads each running a forward
+  start C teams of all cores, and the threadpool thread that loaded the model runs its
+  forwards many times slower on a busy CPU (``benchmarks/query.py``, variant ``direct``).
+  With ``gather_s = 0`` (the default) nothing waits on purpose, so a lone request pays no
+  batching delay.
 """
 
 from __future__ import annotations
@@ -37,11 +39,22 @@ RetrieverLoader = Callable[[Path, str], Retriever]
 """``(run_dir, device) -> Retriever``."""
 
 
+MAX_BATCH_CPU = 1
+"""Requests merged per forward on a CPU: 1, because merging did not pay there
+(``benchmarks/query.py`` on 2 cores: a 4-image forward took 3-7x a 1-image one, so merged
+requests waited longer for no throughput gain). The one worker thread still matters."""
+
+MAX_BATCH_ACCELERATOR = 32
+"""Images merged per forward on a GPU, where a small batch costs about as much as one image
+(not measured by this project yet: run ``benchmarks/query.py --device cuda``)."""
+
+
 def load_service_retriever(run_dir: Path, device: str) -> Retriever:
     """Load the real retriever behind a :class:`BatchingRetriever` (imports torch here)."""
     from ucvgl.services.retrieval import Retriever as ServiceRetriever
 
-    return BatchingRetriever(ServiceRetriever.from_run(run_dir, device))
+    max_batch = MAX_BATCH_CPU if device == "cpu" else MAX_BATCH_ACCELERATOR
+    return BatchingRetriever(ServiceRetriever.from_run(run_dir, device), max_batch=max_batch)
 
 
 @dataclass

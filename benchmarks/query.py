@@ -16,13 +16,14 @@ The bare path runs in this process on the same JPEG bytes: decode + transform + 
 encoder forward + index search (``Retriever.query`` called directly). At concurrency C it
 is C images in one call, as an ideal batching server would run C waiting requests; at C = 1
 it is one image per call. The bare calls run on one dedicated thread, as the service's
-forwards do: on this 2-core machine a forward on the Python MAIN thread measured 10-50x
-slower (150-2,000 ms against 23-60 ms for the same model and input), which would flatter
-the service. Service and bare blocks alternate (``--repeats`` times), so a
-change in the machine's load hits both alike. ``overhead`` = service p50 / bare p50 - 1.
+forwards do: on this 2-core machine forwards on the thread that BUILT the model (here the
+main thread) measured 10-50x slower (150-2,000 ms against 23-60 ms for the same model and
+input; torch's OpenMP intra-op pool), which would flatter the service. Service and bare
+blocks alternate (``--repeats`` times), so a change in the machine's load hits both alike.
+``overhead`` = service p50 / bare p50 - 1.
 
 Service variants (``--variants``): ``serial`` (as shipped on a CPU: one worker thread per
-retriever runs one request per forward), ``batched`` (the same worker thread merges the
+retriever runs one request per forward), ``batched`` (one worker thread merges the
 requests waiting when it is free, up to 32 images per forward: as shipped on a GPU) and
 ``direct`` (every request runs its own forward on a threadpool thread, the earlier
 behaviour).
@@ -191,7 +192,7 @@ def serve(args: argparse.Namespace) -> None:
         retriever = TimedRetriever(Retriever.from_run(run_dir, device), timings)
         if args.serve == "direct":
             return retriever
-        max_batch = 1 if args.serve == "serial" else 32
+        max_batch = 32 if args.serve == "batched" else 1
         return BatchingRetriever(retriever, max_batch=max_batch, gather_s=args.gather_ms / 1000.0)
 
     app.state.retriever_loader = loader

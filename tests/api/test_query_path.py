@@ -137,7 +137,9 @@ def run_dir(tmp_path_factory) -> Path:
     with torch.no_grad():
         tiles = model.embed_satellite(torch.rand(6, 3, 32, 32))
     ids = [f"t{i}" for i in range(6)]
-    meta = [{"path": f"/sat/t{i}.png", "lat": 45.0 + i, "lon": 7.0, "split": "val"} for i in range(6)]
+    meta = [
+        {"path": f"/sat/t{i}.png", "lat": 45.0 + i, "lon": 7.0, "split": "val"} for i in range(6)
+    ]
     SatelliteIndex.build(tiles.numpy(), ids, metadata=meta).save(root / "index")
     return root
 

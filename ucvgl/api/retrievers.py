@@ -76,7 +76,13 @@ class BatchingRetriever:
             those already queued).
     """
 
-    def __init__(self, retriever: Retriever, *, max_batch: int = 32, gather_s: float = 0.0):
+    def __init__(
+        self,
+        retriever: Retriever,
+        *,
+        max_batch: int = 32,
+        gather_s: float = 0.0,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if gather_s < 0:
@@ -156,8 +162,9 @@ class BatchingRetriever:
 
     def _run(self, batch: list[_Request]) -> None:
         images = [image for request in batch for image in request.images]
-        try:
+        with self._lock:
             self.forwards += 1
+        try:
             hits = self.retriever.query(images, max(r.k for r in batch))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting request threads
             if len(batch) == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
-from ucvgl.api.retrievers import BatchingRetriever, Retriever, RetrieverCache, RetrieverLoader
+from ucvgl.api.retrievers import BatchingRetriever, Hits, RetrieverCache, RetrieverLoader
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import RetrievalIndex
@@ -80,22 +81,24 @@ def _match(rank: int, hit: dict[str, Any]) -> QueryMatch:
 
 
 @dataclass
-class _Prepared:
+class _Started:
     index_id: int
     model_id: int
-    retriever: Retriever
-    images: list[Image.Image]
+    hits: Future | Hits
+    """A pending ``BatchingRetriever`` answer, or the answer of a plain retriever."""
 
 
-def _prepare(
+def _start_query(
     request: Request,
     loader: RetrieverLoader,
     files: list[UploadFile],
+    k: int,
     heading: float | None,
     index_id: int | None,
-) -> _Prepared:
+) -> _Started:
     """The blocking half of a query (one threadpool trip): find the index, decode the
-    uploads, and fetch the index's retriever from the cache (loading it on first use)."""
+    uploads, fetch the index's retriever from the cache (loading it on first use) and hand
+    the images to its worker thread (a plain retriever answers here)."""
     state = request.app.state
     settings: Settings = state.settings
     with state.database.sessions() as session:
@@ -124,14 +127,9 @@ def _prepare(
         retriever = cache.get(found_id, lambda: loader(run_dir, device))
     except UcvglError as exc:
         raise ApiProblem(409, f"index {found_id} cannot be loaded: {exc}") from exc
-    return _Prepared(found_id, model_id, retriever, images)
-
-
-async def _search(retriever: Retriever, images: list[Image.Image], k: int):
-    """Top-``k`` hits per image, never blocking the event loop on the forward."""
     if isinstance(retriever, BatchingRetriever):
-        return await asyncio.wrap_future(retriever.submit(images, k))
-    return await run_in_threadpool(retriever.query, images, k)
+        return _Started(found_id, model_id, retriever.submit(images, k))
+    return _Started(found_id, model_id, retriever.query(images, k))
 
 
 @router.post("/query", response_model=QueryResponse, responses=problem_responses(409, 413, 429))
@@ -152,8 +150,9 @@ async def query_tiles(
     Latency: the route is ``async`` and reads the app state directly instead of through
     sync dependencies, because every sync dependency, a sync route body and its response
     validation each cost a threadpool round trip (1-2 ms apiece on a busy CPU). What blocks
-    (database, decoding, a first load) runs in ONE threadpool trip; the forward runs on the
-    retriever's own worker thread (``BatchingRetriever``), which this route awaits.
+    (database, decoding, a first load) runs in ONE threadpool trip, which hands the images
+    straight to the retriever's own worker thread (``BatchingRetriever``); this route then
+    awaits the answer without holding a thread.
     """
     settings: Settings = request.app.state.settings
     limiter: ConcurrencyLimiter = request.app.state.query_limiter
@@ -163,11 +162,15 @@ async def query_tiles(
             raise ApiProblem(
                 413, f"{len(files)} files in one request; the limit is {settings.max_batch_files}"
             )
-        prepared = await run_in_threadpool(_prepare, request, loader, files, heading, index_id)
-        hits = await _search(prepared.retriever, prepared.images, k)
+        started = await run_in_threadpool(
+            _start_query, request, loader, files, k, heading, index_id
+        )
+        hits = started.hits
+        if isinstance(hits, Future):  # never block the event loop on the forward
+            hits = await asyncio.wrap_future(hits)
     return QueryResponse(
-        index_id=prepared.index_id,
-        model_id=prepared.model_id,
+        index_id=started.index_id,
+        model_id=started.model_id,
         k=k,
         results=[
             QueryResult(

@@ -242,4 +242,6 @@ def test_heading_rolls_the_panorama_to_north_before_the_forward(client, real_ind
     north_up = post(client, {"p.png": rolled}, k=6)["results"][0]
     unrolled = post(client, {"p.png": pixels}, k=6)["results"][0]
     assert ranking(with_heading) == ranking(north_up)
+    chosen = post(client, {"p.png": rolled}, k=6, index_id=real_index)
+    assert chosen["index_id"] == real_index and ranking(chosen["results"][0]) == ranking(north_up)
     assert ranking(with_heading) != ranking(unrolled)

@@ -16,14 +16,13 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
 from ucvgl.api.deps import ReadAccess, RetrieverLoaderDep
-from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
 from ucvgl.api.retrievers import BatchingRetriever, Hits, RetrieverCache, RetrieverLoader
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
-from ucvgl.shared.models import RetrievalIndex
+from ucvgl.shared.models import Model, RetrievalIndex
 from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
 
 router = APIRouter(
@@ -101,17 +100,21 @@ def _start_query(
     the images to its worker thread (a plain retriever answers here)."""
     state = request.app.state
     settings: Settings = state.settings
-    with state.database.sessions() as session:
+    # one light query (columns only, no ORM objects): it runs on every request
+    found = sa.select(RetrievalIndex.id, RetrievalIndex.model_id, Model.run_dir).join(
+        Model, RetrievalIndex.model_id == Model.id
+    )
+    if index_id is not None:
+        found = found.where(RetrievalIndex.id == index_id)
+    else:
+        found = found.order_by(RetrievalIndex.id.desc()).limit(1)
+    with state.database.engine.connect() as connection:
+        row = connection.execute(found).first()
+    if row is None:
         if index_id is not None:
-            index = get_or_404(session, RetrievalIndex, index_id, "index")
-        else:
-            index = session.scalars(
-                sa.select(RetrievalIndex).order_by(RetrievalIndex.id.desc()).limit(1)
-            ).first()
-            if index is None:
-                raise ApiProblem(404, "no index has been built yet; POST /api/v1/indexes first")
-        run_dir = Path(index.model.run_dir)
-        found_id, model_id = index.id, index.model_id
+            raise ApiProblem(404, f"index {index_id} does not exist")
+        raise ApiProblem(404, "no index has been built yet; POST /api/v1/indexes first")
+    found_id, model_id, run_dir = row.id, row.model_id, Path(row.run_dir)
     images, budget = [], settings.max_upload_bytes
     for upload in files:
         image, used = read_upload(upload, settings, budget)

@@ -147,7 +147,9 @@ def register(app: typer.Typer) -> None:
         index. Semi: warm-up on known pairs, AMM rounds. Supervised: all true pairs.
         """
         from ucvgl.services.pipeline import run_pipeline
+        from ucvgl.shared.config import get_settings
 
+        get_settings().apply_torch_threads()
         report = _run_cli(
             lambda p: run_pipeline(
                 data,
@@ -310,7 +312,9 @@ def register(app: typer.Typer) -> None:
         from ucvgl.services.pipeline import run_pipeline
         from ucvgl.services.presets import get_preset
         from ucvgl.services.synth import generate_world
+        from ucvgl.shared.config import get_settings
 
+        get_settings().apply_torch_threads()
         p = get_preset(preset)
         world = out / "world"
 

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     # --- compute ------------------------------------------------------------------------
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+    torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description="torch intra-op CPU threads (0 = torch's default). On shared CPUs 1 is "
+        "much faster: several processes each using every core slow each other down.",
+    )
     weights_dir: Path | None = Field(
         default=None, description="Folder of local backbone weights files (no model hub)."
     )
@@ -104,6 +110,13 @@ class Settings(BaseSettings):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def apply_torch_threads(self) -> None:
+        """Set torch's CPU thread count from ``torch_threads`` (0 leaves torch's default)."""
+        if self.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
 
 
 @lru_cache

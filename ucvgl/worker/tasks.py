@@ -236,6 +236,7 @@ def register_tasks(app: Celery) -> None:
     def run_job(self: Any, job_id: int, job_type: str | None = None) -> str:
         """Run one job row to a terminal state (``job_type`` only routes the message)."""
         settings = app.conf.ucvgl_settings
+        settings.apply_torch_threads()  # 1 is much faster on shared CPUs
         state = execute_job(
             int(job_id),
             database=database_for(settings),

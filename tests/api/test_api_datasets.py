@@ -73,3 +73,28 @@ def test_synthetic_dataset_is_a_job_under_the_first_data_root(client, auth, serv
         client.post("/api/v1/datasets/synthetic", json=taken, headers=auth), 409, "exists"
     )
     assert_problem(client.post("/api/v1/datasets/synthetic", json=body), 401)
+
+
+def test_skip_invalid_registration_is_remembered_for_workers(client, auth, service_settings):
+    """A dataset registered with skip_invalid loads the same way in a worker later."""
+    from ucvgl.shared.db import Database
+    from ucvgl.shared.models import Dataset
+    from ucvgl.worker.tasks import load_registered_dataset
+
+    root = make_folder_dataset(service_settings.data_roots[0] / "holey", n=4)
+    (root / "ground" / "g001.png").unlink()
+    body = {"name": "holey", "path": "holey", "format": "folder"}
+    assert_problem(client.post("/api/v1/datasets", json=body, headers=auth), 422, "g001")
+    created = client.post("/api/v1/datasets", json={**body, "skip_invalid": True}, headers=auth)
+    assert created.status_code == 201, created.text
+    assert created.json()["validation_report"]["skipped"] == 1
+    database = Database.from_settings(service_settings)
+    try:
+        with database.session() as session:
+            row = session.get(Dataset, created.json()["id"])
+            assert row.load_options == {"skip_invalid": True}
+            reloaded = load_registered_dataset(row)
+    finally:
+        database.dispose()
+    assert reloaded.report.skipped == 1
+    assert sum(s.num_ground for s in reloaded.splits.values()) == 3

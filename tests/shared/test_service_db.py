@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def _tables(url: str) -> set[str]:
 def test_migrations_upgrade_downgrade_and_match_the_models(empty_db_url):
     assert current_revision(empty_db_url) is None
     upgrade_database(empty_db_url)
-    assert current_revision(empty_db_url) == "0001"
+    assert current_revision(empty_db_url) == "0002"
     assert _tables(empty_db_url) == TABLES
     engine = create_db_engine(empty_db_url)
     with engine.connect() as conn:
@@ -81,6 +82,26 @@ def test_migrations_upgrade_downgrade_and_match_the_models(empty_db_url):
     assert _tables(empty_db_url) == set()
     upgrade_database(empty_db_url)
     assert _tables(empty_db_url) == TABLES
+
+
+def test_upgrade_0002_keeps_datasets_and_defaults_their_load_options(empty_db_url):
+    upgrade_database(empty_db_url, "0001")
+    engine = create_db_engine(empty_db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO datasets (name, format, root_path, counts, has_ground_truth,"
+                " validation_report, created_at) VALUES ('old', 'cvact', '/d', '{}', false,"
+                " '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    upgrade_database(empty_db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT name, load_options FROM datasets")).all()
+    engine.dispose()
+    assert [r[0] for r in rows] == ["old"]
+    options = rows[0][1]
+    assert (json.loads(options) if isinstance(options, str) else options) == {}
 
 
 def test_sqlite_gets_wal_and_foreign_keys(tmp_path):
@@ -141,5 +162,5 @@ def test_ucvgl_migrate_works_from_any_folder(tmp_path):
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "revision 0001" in out.stdout
+    assert "revision 0002" in out.stdout
     assert (tmp_path / "work" / "ucvgl.sqlite").exists()

@@ -70,6 +70,10 @@ class Dataset(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     has_ground_truth: Mapped[bool] = mapped_column(default=False)
     validation_report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    load_options: Mapped[dict[str, Any]] = mapped_column(
+        default=dict, server_default=sa.text("'{}'")
+    )
+    """Keyword options of ``load_dataset`` used at registration (e.g. ``skip_invalid``)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

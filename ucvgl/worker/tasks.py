@@ -43,6 +43,13 @@ SERVICE_PARAMS = frozenset({"run_name"})
 _databases: dict[tuple[int, str], Database] = {}
 
 
+def load_registered_dataset(row: Dataset):
+    """Load a registered dataset the way it was registered (its stored ``load_options``)."""
+    from ucvgl.services.datasets import load_dataset
+
+    return load_dataset(Path(row.root_path), row.format, name=row.name, **(row.load_options or {}))
+
+
 def database_for(settings: Settings) -> Database:
     """This process's :class:`Database` for ``settings`` (one per process, after fork too)."""
     key = (os.getpid(), settings.resolved_database_url)
@@ -181,14 +188,10 @@ def _execute_started(
         if job.type == JobType.SYNTHETIC:
             result = _run_synthetic(database, settings, job, progress)
         else:
-            from ucvgl.services.datasets import load_dataset
-
             if dataset_row is None:
                 raise ValueError(f"job {job_id} has no dataset")
             progress.update("loading dataset", 0.0)
-            dataset = load_dataset(
-                Path(dataset_row.root_path), dataset_row.format, name=dataset_row.name
-            )
+            dataset = load_registered_dataset(dataset_row)
             run_dir = Path(str(job.run_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
             params = {k: v for k, v in job.parameters.items() if k not in SERVICE_PARAMS}

@@ -88,6 +88,7 @@ def register_dataset(
         counts=json_safe(dataset.counts()),
         has_ground_truth=bool(dataset.has_ground_truth),
         validation_report=json_safe(dataset.report.to_dict()),
+        load_options={"skip_invalid": body.skip_invalid},
     )
     session.add(row)
     try:

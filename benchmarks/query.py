@@ -22,11 +22,11 @@ input; torch's OpenMP intra-op pool), which would flatter the service. Service a
 blocks alternate (``--repeats`` times), so a change in the machine's load hits both alike.
 ``overhead`` = service p50 / bare p50 - 1.
 
-Service variants (``--variants``): ``serial`` (as shipped on a CPU: one worker thread per
-retriever runs one request per forward), ``batched`` (one worker thread merges the
-requests waiting when it is free, up to 32 images per forward: as shipped on a GPU) and
-``direct`` (every request runs its own forward on a threadpool thread, the earlier
-behaviour).
+Service variants (``--variants``), all through the real app and route: ``pool`` (as
+shipped on a CPU: 4 worker threads per retriever, one request per forward), ``serial``
+(one such worker thread), ``batched`` (one worker thread merging the requests waiting when
+it is free, up to 32 images per forward: as shipped on a GPU) and ``direct`` (every
+request runs its own forward on a threadpool thread, the earlier behaviour).
 
 Server-side timings come back from the server (``GET /__bench/timings``): time inside the
 app per query request, time of each retriever call (transform + forward + search) and
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import REPO_ROOT, print_table, write_json  # noqa: E402
 
-VARIANTS = ("serial", "batched", "direct")
+VARIANTS = ("pool", "serial", "batched", "direct")
 
 
 # ---------------------------------------------------------------------------- setup
@@ -193,7 +193,10 @@ def serve(args: argparse.Namespace) -> None:
         if args.serve == "direct":
             return retriever
         max_batch = 32 if args.serve == "batched" else 1
-        return BatchingRetriever(retriever, max_batch=max_batch, gather_s=args.gather_ms / 1000.0)
+        workers = 4 if args.serve == "pool" else 1
+        return BatchingRetriever(
+            retriever, max_batch=max_batch, gather_s=args.gather_ms / 1000.0, workers=workers
+        )
 
     app.state.retriever_loader = loader
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ucvgl.api.retrievers import BatchingRetriever, RetrieverCache
+from ucvgl.api.retrievers import CPU_WORKERS, BatchingRetriever, RetrieverCache
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import Model, RetrievalIndex
 
@@ -93,8 +93,8 @@ def test_closed_batcher_answers_queued_requests_then_queries_directly():
     assert batching.query([], 3) == []
     assert batching.query([4], 1)[0][0]["satellite_id"] == "4"
     batching.close()
-    batching._thread.join(5)
-    assert not batching._thread.is_alive()
+    batching._threads[0].join(5)
+    assert not batching._threads[0].is_alive()
     assert batching.query([1], 1)[0][0]["satellite_id"] == "1"  # on a thread of its own
     assert inner.calls[-1][2] not in (threading.current_thread().name, "ucvgl-retriever")
     with pytest.raises(ValueError, match="max_batch"):
@@ -218,7 +218,7 @@ def test_model_and_index_load_once_across_many_concurrent_requests(client, real_
     assert load_counts == {"model": 1, "index": 1}
     retriever = client.app.state.retrievers.get(real_index, lambda: pytest.fail("reloaded"))
     assert isinstance(retriever, BatchingRetriever) and retriever.forwards == 11
-    assert retriever.max_batch == 1  # on a CPU one request per forward (see retrievers.py)
+    assert retriever.max_batch == 1 and len(retriever._threads) == CPU_WORKERS  # on a CPU
 
 
 def test_a_batch_answers_each_file_in_order_with_k_matches(client, real_index):

@@ -2,14 +2,13 @@
 
 * :class:`RetrieverCache`: one retriever per index, loaded once (concurrent first requests
   wait for a single load), never re-read per request; least-recently-used eviction.
-* :class:`BatchingRetriever`: every query of one retriever runs on ONE worker thread, and
-  the queries waiting when it becomes free are merged into one forward pass (up to
-  ``max_batch`` images). The single thread keeps a single OpenMP team of torch's intra-op
-  threads (all cores, torch's default) busy: C request threads each running a forward
-  start C teams of all cores, and the threadpool thread that loaded the model runs its
-  forwards many times slower on a busy CPU (``benchmarks/query.py``, variant ``direct``).
-  With ``gather_s = 0`` (the default) nothing waits on purpose, so a lone request pays no
-  batching delay.
+* :class:`BatchingRetriever`: the forwards of one retriever run on its own worker threads,
+  never on the request threads, and the queries waiting when a worker becomes free can be
+  merged into one forward pass (up to ``max_batch`` images). On a busy CPU the forwards of
+  a threadpool thread that had loaded the model ran 10-50x slower (torch's OpenMP pool;
+  ``benchmarks/query.py`` variant ``direct``: 1,052 ms p50 against 32 ms); dedicated
+  workers never load anything. With ``gather_s = 0`` (the default) nothing waits on
+  purpose, so a lone request pays no batching delay.
 """
 
 from __future__ import annotations
@@ -39,22 +38,25 @@ RetrieverLoader = Callable[[Path, str], Retriever]
 """``(run_dir, device) -> Retriever``."""
 
 
-MAX_BATCH_CPU = 1
-"""Requests merged per forward on a CPU: 1, because merging did not pay there
-(``benchmarks/query.py`` on 2 cores: a 4-image forward took 3-7x a 1-image one, so merged
-requests waited longer for no throughput gain). The one worker thread still matters."""
+CPU_WORKERS = 4
+"""Forward threads per retriever on a CPU, each one request per forward. Measured with
+``benchmarks/query.py`` on 2 cores at 4 concurrent clients: 4 workers 115 ms p50 and 34
+requests/s, 1 worker 199 ms and 19/s; one client: 32 ms either way. Merging requests into
+one forward did not pay there (a 4-image forward took 3-7x a 1-image one)."""
 
-MAX_BATCH_ACCELERATOR = 32
-"""Images merged per forward on a GPU, where a small batch costs about as much as one image
-(not measured by this project yet: run ``benchmarks/query.py --device cuda``)."""
+GPU_MAX_BATCH = 32
+"""Images merged per forward on a GPU (one worker), where a small batch costs about as much
+as one image; not measured by this project yet: run ``benchmarks/query.py --device cuda``."""
 
 
 def load_service_retriever(run_dir: Path, device: str) -> Retriever:
     """Load the real retriever behind a :class:`BatchingRetriever` (imports torch here)."""
     from ucvgl.services.retrieval import Retriever as ServiceRetriever
 
-    max_batch = MAX_BATCH_CPU if device == "cpu" else MAX_BATCH_ACCELERATOR
-    return BatchingRetriever(ServiceRetriever.from_run(run_dir, device), max_batch=max_batch)
+    retriever = ServiceRetriever.from_run(run_dir, device)
+    if device == "cpu":
+        return BatchingRetriever(retriever, max_batch=1, workers=CPU_WORKERS)
+    return BatchingRetriever(retriever, max_batch=GPU_MAX_BATCH)
 
 
 @dataclass
@@ -74,6 +76,8 @@ class BatchingRetriever:
             request is never split, so a batch may exceed it by one request's images).
         gather_s: after the first request, wait up to this long for more (0: take only
             those already queued).
+        workers: worker threads taking requests from the queue, each running its own
+            forwards (more than one runs forwards concurrently).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class BatchingRetriever:
         *,
         max_batch: int = 32,
         gather_s: float = 0.0,
+        workers: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -95,8 +100,14 @@ class BatchingRetriever:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="ucvgl-retriever", daemon=True)
-        self._thread.start()
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._threads = [
+            threading.Thread(target=self._serve, name="ucvgl-retriever", daemon=True)
+            for _ in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def query(self, images: list[Any], k: int) -> Hits:
         """Top-``k`` tiles of each image (blocks until the worker has answered)."""
@@ -125,7 +136,8 @@ class BatchingRetriever:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)
+            for _ in self._threads:
+                self._queue.put(None)
 
     # ------------------------------------------------------------------ worker thread
     def _serve(self) -> None:

@@ -39,10 +39,11 @@ RetrieverLoader = Callable[[Path, str], Retriever]
 
 
 CPU_WORKERS = 4
-"""Forward threads per retriever on a CPU, each one request per forward. Measured with
-``benchmarks/query.py`` on 2 cores at 4 concurrent clients: 4 workers 115 ms p50 and 34
-requests/s, 1 worker 199 ms and 19/s; one client: 32 ms either way. Merging requests into
-one forward did not pay there (a 4-image forward took 3-7x a 1-image one)."""
+"""Forward threads per retriever on a CPU, one request per forward. ``benchmarks/query.py``
+on 2 busy cores, 4 concurrent clients, three runs: 4 workers 115-119 ms p50 and 33-34
+requests/s every time; 1 worker 114-199 ms and 19-31/s; one worker merging the waiting
+requests 97-107 ms in two runs but 262 ms in another (a 4-image forward alone measured
+3-7x a 1-image one there). One client: about 32 ms p50 for all three."""
 
 GPU_MAX_BATCH = 32
 """Images merged per forward on a GPU (one worker), where a small batch costs about as much
@@ -67,11 +68,11 @@ class _Request:
 
 
 class BatchingRetriever:
-    """Serialises and merges the queries of one retriever on a worker thread.
+    """Runs the queries of one retriever on its own worker threads, merging waiting ones.
 
     Args:
         retriever: the retriever doing the work (its ``query`` is only ever called from the
-            worker thread).
+            worker threads).
         max_batch: stop gathering more requests once this many images are waiting (one
             request is never split, so a batch may exceed it by one request's images).
         gather_s: after the first request, wait up to this long for more (0: take only

@@ -183,6 +183,7 @@ def serve(args: argparse.Namespace) -> None:
         data_roots=[Path(args.work_dir) / "data"],
         database_url=args.database_url,
         device=args.device,
+        torch_threads=args.torch_threads,
         max_concurrent_queries_per_client=max(64, args.max_concurrency),
     )
     app = create_app(settings)
@@ -245,6 +246,8 @@ def start_server(variant: str, root: Path, setup: dict, args: argparse.Namespace
         str(args.gather_ms),
         "--device",
         args.device,
+        "--torch-threads",
+        str(args.torch_threads),
     ]
     process = subprocess.Popen(cmd, cwd=REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -367,6 +370,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (service and bare)")
+    parser.add_argument(
+        "--torch-threads", type=int, default=0, help="service and bare (0: torch's default)"
+    )
     parser.add_argument("--format", default="cvact")
     parser.add_argument("--train", type=int, default=48, help="synthetic training locations")
     parser.add_argument("--val", type=int, default=16, help="synthetic validation locations")
@@ -390,6 +396,8 @@ def main() -> None:
 
     from ucvgl.services.retrieval import Retriever
 
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     concurrencies = [int(c) for c in args.concurrency.split(",") if c]
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)

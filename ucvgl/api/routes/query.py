@@ -19,7 +19,13 @@ from ucvgl.api.deps import ReadAccess, RetrieverLoaderDep
 from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
-from ucvgl.api.retrievers import BatchingRetriever, Hits, RetrieverCache, RetrieverLoader
+from ucvgl.api.retrievers import (
+    BatchingRetriever,
+    Hits,
+    Retriever,
+    RetrieverCache,
+    RetrieverLoader,
+)
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import Model, RetrievalIndex
@@ -126,8 +132,13 @@ def _start_query(
         images.append(image)
     device = settings.device if settings.device != "auto" else settings.torch_device()
     cache: RetrieverCache = state.retrievers
+
+    def load() -> Retriever:
+        settings.apply_torch_threads()  # the server's forwards follow UCVGL_TORCH_THREADS
+        return loader(run_dir, device)
+
     try:
-        retriever = cache.get(found_id, lambda: loader(run_dir, device))
+        retriever = cache.get(found_id, load)
     except UcvglError as exc:
         raise ApiProblem(409, f"index {found_id} cannot be loaded: {exc}") from exc
     if isinstance(retriever, BatchingRetriever):

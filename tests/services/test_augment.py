@@ -211,3 +211,31 @@ def test_real_pairs_go_through_both_modes(real_pairs_dir) -> None:
             gt, st = t(g, s)
             assert gt.shape == (3, 32, 64) and st.shape == (3, 32, 32)
             assert torch.isfinite(gt).all() and torch.isfinite(st).all()
+
+
+def test_photometric_policy_none_is_normalise_only_and_light_is_mild() -> None:
+    torch.manual_seed(0)
+    img = torch.randint(0, 256, (3, 16, 32), dtype=torch.uint8)
+    expected = TF.normalize(img.float() / 255.0, list(IMAGENET_MEAN), list(IMAGENET_STD))
+    t = PairTransform((16, 32), (16, 16), train=True, rotate=False, flip=False, policy="none")
+    g, s = t(img, img[:, :, :16].contiguous())
+    torch.testing.assert_close(g, expected)
+    # "light": never greyscale, never a hue shift, so the mean colour stays close.
+    light = PairTransform((16, 32), (16, 16), train=True, rotate=False, flip=False, policy="light")
+    paper = PairTransform((16, 32), (16, 16), train=True, rotate=False, flip=False)
+    torch.manual_seed(1)
+    d_light = [
+        (light(img, img[:, :, :16].contiguous())[0] - expected).abs().mean() for _ in range(20)
+    ]
+    torch.manual_seed(1)
+    d_paper = [
+        (paper(img, img[:, :, :16].contiguous())[0] - expected).abs().mean() for _ in range(20)
+    ]
+    assert float(torch.stack(d_light).mean()) < 0.5 * float(torch.stack(d_paper).mean())
+
+
+def test_unknown_photometric_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="photometric policy"):
+        PairTransform((16, 32), (16, 16), policy="strong")
+    with pytest.raises(ValueError, match="photometric policy"):
+        TwoCropTransform((16, 32), policy="strong")

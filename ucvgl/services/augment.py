@@ -28,6 +28,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ucvgl.services.presets import PHOTOMETRIC_POLICIES
+
 ImageLike = Image.Image | Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -80,21 +82,48 @@ def _to_uint8_image(img: ImageLike, what: str) -> tv_tensors.Image:
 
 
 def photometric_transforms(
-    mean: Sequence[float], std: Sequence[float], *, erase_p: float = 0.5
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    erase_p: float = 0.5,
+    policy: str = "paper",
 ) -> v2.Compose:
-    """uint8 [3, H, W] -> normalised float: colour jitter, grey, blur, then coarse dropout.
+    """uint8 [3, H, W] -> normalised float, augmented according to ``policy``.
 
-    Colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, random greyscale p 0.2, Gaussian blur
-    (kernel 5, sigma 0.1-2.0) with p 0.5, ImageNet-style normalisation, then RandomErasing
-    (one rectangle of 2-10% of the image, filled with 0 = the mean colour) with ``erase_p``.
+    - "paper" (the authors'): colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, random
+      greyscale p 0.2, Gaussian blur (kernel 5, sigma 0.1-2.0) with p 0.5, ImageNet-style
+      normalisation, then RandomErasing (one rectangle of 2-10% of the image, filled with
+      0 = the mean colour) with ``erase_p``.
+    - "light": brightness/contrast/saturation jitter 0.1 (no hue, no grey, no blur) with
+      p 0.5, normalisation, RandomErasing with ``erase_p / 2``. For small models trained
+      from scratch on few images, where colour is much of the signal: the paper policy
+      measurably stalls them (see ``ucvgl.services.presets``).
+    - "none": normalisation only.
     """
+    if policy not in PHOTOMETRIC_POLICIES:
+        raise ValueError(
+            f"photometric policy must be one of {PHOTOMETRIC_POLICIES}, got {policy!r}"
+        )
+    normalise = [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+    if policy == "none":
+        return v2.Compose(normalise)
+    if policy == "light":
+        return v2.Compose(
+            [
+                v2.RandomApply([v2.ColorJitter(0.1, 0.1, 0.1, 0.0)], p=0.5),
+                *normalise,
+                v2.RandomErasing(p=erase_p / 2, scale=(0.02, 0.1), ratio=(0.3, 3.3), value=0),
+            ]
+        )
     return v2.Compose(
         [
             v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
             v2.RandomGrayscale(p=0.2),
             v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 2.0))], p=0.5),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(mean), std=list(std)),
+            *normalise,
             v2.RandomErasing(p=erase_p, scale=(0.02, 0.1), ratio=(0.3, 3.3), value=0),
         ]
     )
@@ -124,6 +153,8 @@ class PairTransform:
         flip: joint random horizontal flip with p 0.5 (train only).
         photometric: colour jitter / grey / blur / coarse dropout per image, plus a small
             shift/scale of the satellite (train only).
+        policy: photometric policy when ``photometric`` ("paper", "light" or "none"; see
+            :func:`photometric_transforms`).
 
     Call:
         ``(ground_img, sat_img)`` (PIL images or uint8 [3, H, W] tensors) ->
@@ -140,7 +171,9 @@ class PairTransform:
         rotate: bool = True,
         flip: bool = True,
         photometric: bool = True,
+        policy: str = "paper",
     ) -> None:
+        self.policy = policy
         self.ground_size = (int(ground_size[0]), int(ground_size[1]))
         self.satellite_size = (int(satellite_size[0]), int(satellite_size[1]))
         self.train, self.rotate, self.flip, self.photometric = train, rotate, flip, photometric
@@ -157,8 +190,8 @@ class PairTransform:
         self._resize_ground = v2.Resize(self.ground_size, antialias=True)
         self._resize_sat = v2.Resize(self.satellite_size, antialias=True)
         self._normalise = normalise_transforms(mean, std)
-        self._photo_ground = photometric_transforms(mean, std)
-        self._photo_sat = photometric_transforms(mean, std)
+        self._photo_ground = photometric_transforms(mean, std, policy=policy)
+        self._photo_sat = photometric_transforms(mean, std, policy=policy)
         self._shift_scale = satellite_shift_scale()
 
     def geometric(
@@ -188,7 +221,7 @@ class PairTransform:
         return (
             f"PairTransform(ground_size={self.ground_size}, satellite_size="
             f"{self.satellite_size}, train={self.train}, rotate={self.rotate}, "
-            f"flip={self.flip}, photometric={self.photometric})"
+            f"flip={self.flip}, photometric={self.photometric}, policy={self.policy!r})"
         )
 
 
@@ -209,6 +242,7 @@ class TwoCropTransform:
         view: "ground" or "satellite".
         roll: ground only, random circular roll of the panorama.
         flip: random horizontal flip (independent per crop).
+        policy: photometric policy ("paper", "light" or "none").
 
     Call:
         image (PIL or uint8 [3, H, W]) -> (crop1 [3, H, W] float, crop2 [3, H, W] float).
@@ -222,6 +256,7 @@ class TwoCropTransform:
         view: Literal["ground", "satellite"] = "ground",
         roll: bool = False,
         flip: bool = False,
+        policy: str = "paper",
     ) -> None:
         if view not in ("ground", "satellite"):
             raise ValueError(f"view must be 'ground' or 'satellite', got {view!r}")
@@ -235,7 +270,8 @@ class TwoCropTransform:
         if view == "satellite":
             steps.append(satellite_shift_scale())
         self._geometric = v2.Compose(steps)
-        self._photometric = photometric_transforms(mean, std)
+        self.policy = policy
+        self._photometric = photometric_transforms(mean, std, policy=policy)
 
     def _one(self, img: tv_tensors.Image) -> Tensor:
         out = self._geometric(img)
@@ -250,5 +286,5 @@ class TwoCropTransform:
     def __repr__(self) -> str:
         return (
             f"TwoCropTransform(size={self.size}, view={self.view!r}, roll={self.roll}, "
-            f"flip={self.flip})"
+            f"flip={self.flip}, policy={self.policy!r})"
         )

@@ -102,3 +102,30 @@ def test_haversine_sampler_uses_metres():
     )
     for batch in sampler:
         assert not {0, 1} <= set(batch)
+
+
+def test_epoch_batches_start_random_then_use_hard_negatives():
+    from ucvgl.services.training.distributed import DistInfo
+    from ucvgl.services.training.pair_stage import EpochBatches
+
+    xy = np.c_[np.arange(64, dtype=float) * 100, np.zeros(64)]
+    nb = coordinate_neighbours(xy, 3, metric="euclidean")
+
+    def sampler(neighbours):
+        return HardNegativeBatchSampler(np.arange(64), 4, neighbours=neighbours, seed=5)
+
+    epochs = EpochBatches(sampler(nb), DistInfo(), nb, random_epochs=2)
+    random_batches, hard_batches = sampler(None), sampler(nb)
+    for epoch in range(4):
+        epochs.set_epoch(epoch)
+        reference = random_batches if epoch < 2 else hard_batches
+        reference.set_epoch(epoch)
+        assert list(epochs) == reference.batches()
+
+    # Four neighbours on the line span 300 m: common in neighbour batches, rare at random.
+    def share_compact(epoch: int) -> float:
+        epochs.set_epoch(epoch)
+        return float(np.mean([np.ptp(xy[b, 0]) <= 300 for b in epochs]))
+
+    assert share_compact(0) < 0.2 and share_compact(1) < 0.2
+    assert share_compact(2) > 0.3 and share_compact(3) > 0.3

@@ -57,11 +57,12 @@ def train_intra_view(
     mean, std = model.data_config.get("mean"), model.data_config.get("std")
     gsize, ssize = tuple(preset.ground_size), (preset.satellite_size, preset.satellite_size)
     ground = TwoCropDataset(
-        ground_images(split, gsize), TwoCropTransform(gsize, mean, std, view="ground")
+        ground_images(split, gsize),
+        TwoCropTransform(gsize, mean, std, view="ground", policy=preset.intra_photometric),
     )
     sat = TwoCropDataset(
         satellite_images(split, preset.satellite_size),
-        TwoCropTransform(ssize, mean, std, view="satellite"),
+        TwoCropTransform(ssize, mean, std, view="satellite", policy=preset.intra_photometric),
     )
     batch = preset.batch_size
 

@@ -189,7 +189,16 @@ def train_on_items(
         satellite = satellite_images(split, sat_size)
         tile_coords, metric = tile_coordinates(split)
         coords = None if tile_coords is None else tile_coords[items.satellite_idx]
-    transform = PairTransform(tuple(preset.ground_size), (sat_size, sat_size), mean, std)
+    transform = PairTransform(
+        tuple(preset.ground_size),
+        (sat_size, sat_size),
+        mean,
+        std,
+        rotate=preset.joint_rotate,
+        flip=preset.joint_flip,
+        photometric=preset.photometric != "none",
+        policy=preset.photometric,
+    )
     dataset = PairDataset(
         ground, satellite, items.ground_idx, items.satellite_idx, items.positive, transform
     )
@@ -207,7 +216,9 @@ def train_on_items(
         neighbours_per_seed=preset.neighbours_per_seed,
         seed=cfg.seed,
     )
-    epoch_sampler = EpochBatches(sampler, dist_info)
+    epoch_sampler = EpochBatches(
+        sampler, dist_info, neighbours, random_epochs=preset.hard_negative_warmup_epochs
+    )
     loader = make_loader(dataset, device=device, batch_sampler=epoch_sampler)
 
     def epoch_batches(epoch: int):
@@ -233,14 +244,27 @@ class EpochBatches(Sampler[list[int]]):
     """This rank's batches of the current epoch, as a DataLoader ``batch_sampler``.
 
     One persistent DataLoader iterates it every epoch; :meth:`set_epoch` switches to the
-    next epoch's (reshuffled, hard-negative) batches.
+    next epoch's (reshuffled, hard-negative) batches. The first ``random_epochs`` epochs
+    use random batches (still one item per place), later ones the hard-negative
+    ``neighbours``.
     """
 
-    def __init__(self, sampler: HardNegativeBatchSampler, dist_info: DistInfo) -> None:
+    def __init__(
+        self,
+        sampler: HardNegativeBatchSampler,
+        dist_info: DistInfo,
+        neighbours: np.ndarray | None = None,
+        *,
+        random_epochs: int = 0,
+    ) -> None:
         self.sampler, self.dist_info = sampler, dist_info
+        self.neighbours, self.random_epochs = neighbours, random_epochs
         self._batches: list[list[int]] = []
 
     def set_epoch(self, epoch: int) -> None:
+        wanted = None if epoch < self.random_epochs else self.neighbours
+        if wanted is not self.sampler.neighbours:
+            self.sampler.set_neighbours(wanted)
         self.sampler.set_epoch(epoch)
         self._batches = shard_batches(self.sampler.batches(), self.dist_info)
 

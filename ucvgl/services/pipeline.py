@@ -359,6 +359,9 @@ class PipelineRun:
 
         start = self._start_path()
         known = self.known_pairs() if self.mode == "semi" else None
+        fakes = None
+        if self.mode == "unsupervised" and self.preset.amm_fake_query:
+            fakes = self.translate(NullProgress())  # returns at once: the cold start made them
         result = run_amm(
             self.model,
             self.train_split,
@@ -374,6 +377,7 @@ class PipelineRun:
             dist_info=self.dist,
             seed=self.seed,
             only_round=only_round,
+            fake_paths=fakes,
         )
         if self.dist.is_main:
             write_json(self.run_dir / "amm.json", result)

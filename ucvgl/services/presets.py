@@ -62,6 +62,9 @@ class Preset:
             crops differ only photometrically, so it needs a strong one.
         joint_rotate: joint random quarter turns of (panorama, tile) pairs.
         joint_flip: joint random horizontal flips of pairs.
+        amm_fake_query: unsupervised AMM matches each panorama by its ground embedding plus
+            its fake satellite image's embedding (label-free; the paper uses the ground
+            embedding alone).
         hard_negative_warmup_epochs: epochs of plain random batches at the start of a pair
             stage before the hard-negative batches begin (a model from scratch learns
             nothing from batches of near-duplicate neighbours).
@@ -102,6 +105,7 @@ class Preset:
     joint_rotate: bool = True
     joint_flip: bool = True
     hard_negative_warmup_epochs: int = 0
+    amm_fake_query: bool = False
 
     def __post_init__(self) -> None:
         for name in ("photometric", "intra_photometric"):
@@ -201,6 +205,7 @@ PRESETS: dict[str, Preset] = {
         joint_rotate=False,
         joint_flip=False,
         hard_negatives=False,
+        amm_fake_query=True,
     ),
     # The paper's settings (GPU): ConvNeXt-S at 224 and ConvNeXt-B at 384.
     "paper-small": Preset(

@@ -235,3 +235,38 @@ def test_selection_is_the_same_without_ground_truth(tiny_world, tmp_path):
         assert b["correct"] is None
         assert a["labels"] == b["labels"] and a["mutual"] == b["mutual"]
         assert a["train"][0]["loss"] == pytest.approx(b["train"][0]["loss"])
+
+
+def test_match_pool_queries_with_ground_plus_fake(monkeypatch):
+    from ucvgl.services.presets import get_preset
+    from ucvgl.services.training import amm
+
+    ground, sat, split = _pool(seed=3)
+    rng = np.random.default_rng(4)
+    fake = torch.tensor(
+        sat.numpy()[split.positives] + 0.3 * rng.normal(size=ground.shape), dtype=torch.float32
+    )
+    fake = torch.nn.functional.normalize(fake, dim=1)
+    fake_paths = [Path(f"f{i}.png") for i in range(len(ground))]
+
+    def fake_embed(model, split_, view, *, paths=None, **_):
+        if view == "fake":
+            assert paths == fake_paths
+        return {"ground": ground, "satellite": sat, "fake": fake}[view]
+
+    monkeypatch.setattr(amm, "embed_split", fake_embed)
+    preset = get_preset("tiny")
+    common = dict(device="cpu", cache_dir=None, progress=amm.NullProgress())
+    plain = amm.match_pool(None, split, preset, **common)
+    both = amm.match_pool(None, split, preset, fake_paths=fake_paths, **common)
+    torch.testing.assert_close(plain.ground, ground)
+    query = ground.numpy() + fake.numpy()
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    torch.testing.assert_close(both.ground, torch.tensor(query), rtol=1e-5, atol=1e-6)
+    pairs, _, _, _ = _reference(query, sat.numpy(), 0.0)
+    got = sorted(
+        zip(both.matches.ground_idx.tolist(), both.matches.satellite_idx.tolist(), strict=True)
+    )
+    assert got == sorted(pairs)
+    with pytest.raises(ValueError, match="one fake satellite image per panorama"):
+        amm.match_pool(None, split, preset, fake_paths=fake_paths[:-1], **common)

@@ -184,12 +184,23 @@ def format_table(results: dict) -> str:
             + f" {results[mode]['total_seconds'] / 60:>8.1f}"
         )
         for rd in results[mode]["rounds"]:
+            share = (
+                f" ({100 * rd['correct'] / rd['labels']:.0f}%)"
+                if rd["labels"] and rd["correct"] is not None
+                else ""
+            )
+            known = f", known pairs {rd['known_labels']}" if rd.get("known_labels") else ""
             lines.append(
                 f"    round {rd['round']}: tau {rd['threshold']:.4f}, mutual {rd['mutual']}, "
-                f"labels {rd['labels']}, correct {rd['correct']}, score {rd['criterion']:.2f}"
+                f"labels {rd['labels']}, correct {rd['correct']}{share}{known}, "
+                f"score {rd['criterion']:.2f}"
             )
         if results[mode]["rounds"]:
             lines.append(f"    selected (label-free): {results[mode]['selected']}")
+        stages = ", ".join(
+            f"{st['name']} {st['seconds'] / 60:.1f}" for st in results[mode]["stages"]
+        )
+        lines.append(f"    minutes per stage: {stages}")
     return "\n".join(lines)
 
 

@@ -278,3 +278,16 @@ def test_cli_demo_tiny(tmp_path):
     assert "R@1" in result.output and "selected (label-free)" in result.output
     report = json.loads((tmp_path / "demo" / "run" / "report.json").read_text())
     assert report["dataset"]["splits"]["train"]["ground"] == 16
+
+
+@pytest.mark.slow
+def test_semi_can_continue_from_the_label_free_cold_start(world, tmp_path):
+    preset = get_preset("tiny").replace(semi_cold_start=True, amm_fake_query=True, amm_rounds=1)
+    out = tmp_path / "semi_cold"
+    report = run_pipeline(world, "cvact", "semi", preset, out, device="cpu", gt_ratio=0.25)
+    # the cold start ran inside the semi run, then the warm-up continued from its weights
+    assert (out / "stages" / "cold_start_cross" / "model.pt").is_file()
+    assert len(list((out / "fake").glob("*"))) == N_TRAIN
+    assert (out / "stages" / "semi_warmup" / "model.pt").is_file()
+    assert [r["round"] for r in report["rounds"]] == [1]
+    assert report["rounds"][0]["known_labels"] == 6

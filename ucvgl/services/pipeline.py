@@ -309,9 +309,19 @@ class PipelineRun:
         return known_pairs_from_ratio(self.train_split, self.gt_ratio, self.seed)
 
     def semi_warmup(self, progress: Progress) -> Path:
-        """Train on the known pairs before the AMM rounds (semi-supervised)."""
+        """Train on the known pairs before the AMM rounds (semi-supervised).
+
+        With ``preset.semi_cold_start`` the label-free cold start (projection, CycleGAN,
+        intra-view, ground <-> fake) runs first and the known pairs continue from its
+        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``.
+        """
         from ucvgl.services.training.supervised import train_on_pairs
 
+        lr = None
+        if self.preset.semi_cold_start:
+            self.cold_start(ScaledProgress(progress, 0.0, 0.8))
+            progress = ScaledProgress(progress, 0.8, 1.0)
+            lr = self.preset.amm_lr
         result = train_on_pairs(
             self.model,
             self.train_split,
@@ -320,6 +330,7 @@ class PipelineRun:
             self.stages_dir / "semi_warmup",
             name="semi-supervised warm-up",
             epochs=self.preset.semi_warm_epochs,
+            lr=lr,
             device=self.device,
             progress=progress,
             dist_info=self.dist,
@@ -360,7 +371,8 @@ class PipelineRun:
         start = self._start_path()
         known = self.known_pairs() if self.mode == "semi" else None
         fakes = None
-        if self.mode == "unsupervised" and self.preset.amm_fake_query:
+        has_fakes = self.mode == "unsupervised" or self.preset.semi_cold_start
+        if has_fakes and self.preset.amm_fake_query:
             fakes = self.translate(NullProgress())  # returns at once: the cold start made them
         result = run_amm(
             self.model,

@@ -62,6 +62,9 @@ class Preset:
             crops differ only photometrically, so it needs a strong one.
         joint_rotate: joint random quarter turns of (panorama, tile) pairs.
         joint_flip: joint random horizontal flips of pairs.
+        semi_cold_start: the semi-supervised mode first runs the label-free cold start and
+            continues from it (a small model from scratch learns nothing general from a
+            few hundred known pairs: measured val R@1 0.4% after 6 epochs on 100 pairs).
         amm_fake_query: unsupervised AMM matches each panorama by its ground embedding plus
             its fake satellite image's embedding (label-free; the paper uses the ground
             embedding alone).
@@ -106,6 +109,7 @@ class Preset:
     joint_flip: bool = True
     hard_negative_warmup_epochs: int = 0
     amm_fake_query: bool = False
+    semi_cold_start: bool = False
 
     def __post_init__(self) -> None:
         for name in ("photometric", "intra_photometric"):
@@ -206,6 +210,7 @@ PRESETS: dict[str, Preset] = {
         joint_flip=False,
         hard_negatives=False,
         amm_fake_query=True,
+        semi_cold_start=True,
     ),
     # The paper's settings (GPU): ConvNeXt-S at 224 and ConvNeXt-B at 384.
     "paper-small": Preset(

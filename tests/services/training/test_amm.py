@@ -270,3 +270,20 @@ def test_match_pool_queries_with_ground_plus_fake(monkeypatch):
     assert got == sorted(pairs)
     with pytest.raises(ValueError, match="one fake satellite image per panorama"):
         amm.match_pool(None, split, preset, fake_paths=fake_paths[:-1], **common)
+
+
+def test_build_items_without_unlabelled_items_at_any_coverage():
+    for n_lab in (5, 60):  # below and above the 40% coverage switch
+        g = np.arange(n_lab)
+        items = build_items(
+            g,
+            g,
+            100,
+            100,
+            unlabelled_ratio=0.0,
+            coverage_switch=0.4,
+            min_epoch_fraction=0.4,
+            seed=0,
+        )
+        assert items.positive.all()
+        assert set(items.ground_idx.tolist()) == set(g.tolist())

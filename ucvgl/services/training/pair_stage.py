@@ -89,7 +89,9 @@ def build_items(
         lg, ls = lg[reps], ls[reps]
     free_g = np.setdiff1d(np.arange(num_ground), labelled_ground)
     free_s = np.setdiff1d(np.arange(num_satellite), labelled_satellite)
-    if coverage < coverage_switch:
+    if unlabelled_ratio <= 0:
+        n_unlab = 0  # no unlabelled items at all, whatever the coverage
+    elif coverage < coverage_switch:
         n_unlab = int(round(unlabelled_ratio * max(len(lg), 1)))
     else:
         n_unlab = len(free_g)

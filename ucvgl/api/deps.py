@@ -1,4 +1,10 @@
-"""FastAPI dependencies as ``Annotated`` aliases, so routes never repeat ``Depends(...)``."""
+"""FastAPI dependencies as ``Annotated`` aliases, so routes never repeat ``Depends(...)``.
+
+Dependencies that only read ``app.state`` or compare a token are ``async``: FastAPI runs a
+sync dependency on a threadpool thread, a round trip of 0.3-1 ms each on a busy CPU, and
+the query route went through three of them per request (``benchmarks/query.py``). Only
+``get_session`` stays sync (opening and closing a database session may block).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +26,12 @@ from ucvgl.shared.db import Database
 bearer = HTTPBearer(auto_error=False, description="Bearer token from UCVGL_API_TOKEN")
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     return request.app.state.settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """The app's database."""
     return request.app.state.database
 
@@ -36,22 +42,22 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
         yield session
 
 
-def get_job_queue(request: Request) -> JobQueue:
+async def get_job_queue(request: Request) -> JobQueue:
     """The client side of the Celery app."""
     return request.app.state.job_queue
 
 
-def get_retriever_loader(request: Request) -> RetrieverLoader:
+async def get_retriever_loader(request: Request) -> RetrieverLoader:
     """How to load a retriever for a run folder (tests override this dependency)."""
     return request.app.state.retriever_loader
 
 
-def get_retriever_cache(request: Request) -> RetrieverCache:
+async def get_retriever_cache(request: Request) -> RetrieverCache:
     """The process-wide bounded retriever cache."""
     return request.app.state.retrievers
 
 
-def get_query_limiter(request: Request) -> ConcurrencyLimiter:
+async def get_query_limiter(request: Request) -> ConcurrencyLimiter:
     """The per-client concurrent query limiter."""
     return request.app.state.query_limiter
 
@@ -76,7 +82,7 @@ def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials |
         raise ApiProblem(401, "the bearer token is wrong", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_token(
+async def require_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
@@ -84,7 +90,7 @@ def require_token(
     _check_token(settings, credentials)
 
 
-def require_read_access(
+async def require_read_access(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:

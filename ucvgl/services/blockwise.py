@@ -25,6 +25,13 @@ float32 (the block is returned in float32); rounding the inputs to 11 (fp16) or 
 mantissa bits can swap near-ties (similarities closer than ~1e-3 for fp16, ~1e-2 for
 bf16), so nearest neighbours and margins may change for such rows. On the CPU only
 float32 is accepted.
+
+Transfers on CUDA: when the gallery in the compute dtype takes at most half of the free
+device memory (:func:`keep_gallery_on_device`), it is normalised and cast onto the device
+ONCE, so it crosses PCIe once instead of once per query block; otherwise each gallery
+block is copied per query block, as on the CPU. Blocks of CPU inputs go through reused
+pinned (page-locked) buffers with asynchronous copies. On the CPU nothing is copied: each
+block is normalised on the fly and memory stays bounded by the block sizes.
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ __all__ = [
     "as_float_matrix",
     "blockwise_topk",
     "canonical_topk",
+    "device_free_bytes",
     "inverse_norms",
     "iter_similarity_blocks",
+    "keep_gallery_on_device",
     "merge_topk",
     "resolve_device",
 ]
@@ -152,6 +161,97 @@ def _matmul_into(q: Tensor, g: Tensor, out: Tensor) -> Tensor:
     return out
 
 
+def device_free_bytes(device: torch.device) -> int:
+    """Bytes a new tensor can take on a CUDA ``device``: free memory plus the memory torch's
+    caching allocator holds but does not use."""
+    free, _total = torch.cuda.mem_get_info(device)
+    unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free + unused)
+
+
+GALLERY_DEVICE_FRACTION = 0.5  # the cached gallery may take at most this share of free memory
+
+
+def keep_gallery_on_device(
+    n_rows: int,
+    dim: int,
+    compute_dtype: torch.dtype,
+    device: torch.device,
+    requested: bool | None = None,
+    *,
+    free_bytes: int | None = None,
+) -> bool:
+    """Whether :func:`iter_similarity_blocks` puts the whole normalised gallery on the device.
+
+    Args:
+        n_rows, dim: gallery shape [G, D].
+        compute_dtype: dtype of the cached copy (its element size sets the bytes needed).
+        device: where the blocks are computed.
+        requested: True/False forces the choice on CUDA; None (auto) caches when the
+            gallery takes at most half of ``free_bytes``.
+        free_bytes: free device memory; None = :func:`device_free_bytes` (CUDA only).
+
+    Returns:
+        Always False on a non-CUDA device (no full-size copy there: memory stays bounded).
+
+    Raises:
+        ValueError: ``requested=True`` on a device that is not CUDA.
+    """
+    if device.type != "cuda":
+        if requested:
+            raise ValueError(f"gallery_on_device=True needs a CUDA device, got {device}")
+        return False
+    if requested is not None:
+        return bool(requested)
+    if free_bytes is None:
+        free_bytes = device_free_bytes(device)
+    needed = n_rows * dim * torch.empty((), dtype=compute_dtype).element_size()
+    return needed <= GALLERY_DEVICE_FRACTION * free_bytes
+
+
+class _BlockLoader:
+    """Normalised, cast row blocks of one [N, D] input on the compute device.
+
+    ``block(s, e)`` is ``(x[s:e] * inv[s:e, None]).to(dtype)`` computed on ``device``; on
+    the CPU exactly that expression (no copy beyond the block). A CPU input going to a
+    CUDA device is staged through two reused pinned buffers and copied asynchronously; a
+    buffer is refilled only after the copy that last read it has finished (CUDA event).
+    """
+
+    def __init__(
+        self, x: Tensor, inv: Tensor, device: torch.device, dtype: torch.dtype, rows: int
+    ) -> None:
+        self.x, self.device, self.dtype = x, device, dtype
+        self.inv = inv.to(device)  # [N] float32; a no-op on the CPU
+        self.pinned: list[Tensor] = []
+        self.events: list[torch.cuda.Event | None] = [None, None]
+        self.turn = 0
+        if device.type == "cuda" and x.device.type == "cpu":
+            try:
+                self.pinned = [torch.empty((rows, x.shape[1]), pin_memory=True) for _ in range(2)]
+            except RuntimeError:  # no page-locked memory to spare: plain copies
+                self.pinned = []
+
+    def _to_device(self, block: Tensor) -> Tensor:
+        if not self.pinned:
+            return block.to(self.device, non_blocking=True)
+        i, self.turn = self.turn, 1 - self.turn
+        event = self.events[i]
+        if event is not None:
+            event.synchronize()  # the previous copy out of this buffer is done
+        staged = self.pinned[i][: block.shape[0]]
+        staged.copy_(block)
+        out = staged.to(self.device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        self.events[i] = event
+        return out
+
+    def block(self, start: int, end: int) -> Tensor:
+        """[end - start, D] normalised rows in the compute dtype, on the device."""
+        return (self._to_device(self.x[start:end]) * self.inv[start:end, None]).to(self.dtype)
+
+
 def iter_similarity_blocks(
     queries: Tensor,
     gallery: Tensor,
@@ -160,6 +260,7 @@ def iter_similarity_blocks(
     block_g: int = 4096,
     device: torch.device | str | None = None,
     compute_dtype: torch.dtype = torch.float32,
+    gallery_on_device: bool | None = None,
     progress: Progress | None = None,
     stage: str = "similarity",
 ) -> Iterator[tuple[int, int, Tensor]]:
@@ -173,9 +274,13 @@ def iter_similarity_blocks(
         queries: [Q, D] embeddings (any norm; normalised per block).
         gallery: [G, D] embeddings.
         block_q, block_g: block sizes; memory is bounded by block_q * block_g floats
-            (plus a block of each input).
+            (plus a block of each input, plus the cached gallery on CUDA).
         device: where to compute (None = project setting).
         compute_dtype: float32 (default) or, on CUDA only, float16/bfloat16.
+        gallery_on_device: CUDA only: normalise and cast the whole gallery onto the device
+            once (True), copy it block by block for every query block (False), or decide
+            by free memory (None, default; see :func:`keep_gallery_on_device`). Both
+            give the same similarities.
         progress: reports the fraction of query blocks done; check_cancelled per block.
     """
     progress = progress or NullProgress()
@@ -188,19 +293,26 @@ def iter_similarity_blocks(
         raise ValueError(
             f"queries have dimension {q_all.shape[1]} but gallery has {g_all.shape[1]}"
         )
-    inv_q = inverse_norms(q_all, "queries")
-    inv_g = inverse_norms(g_all, "gallery")
     n_q, n_g = q_all.shape[0], g_all.shape[0]
     bq_max, bg_max = min(block_q, n_q), min(block_g, n_g)
+    cache = keep_gallery_on_device(n_g, g_all.shape[1], dtype, dev, gallery_on_device)
+    q_loader = _BlockLoader(q_all, inverse_norms(q_all, "queries"), dev, dtype, bq_max)
+    g_loader = _BlockLoader(g_all, inverse_norms(g_all, "gallery"), dev, dtype, bg_max)
+    g_cached: Tensor | None = None
+    if cache:  # built block by block: no full-size float32 temporary on the device
+        g_cached = torch.empty(g_all.shape, dtype=dtype, device=dev)
+        for gs in range(0, n_g, block_g):
+            ge = min(gs + block_g, n_g)
+            g_cached[gs:ge] = g_loader.block(gs, ge)
     buffer = torch.empty(bq_max * bg_max, dtype=torch.float32, device=dev)
     n_blocks = (n_q + block_q - 1) // block_q
     for bi, qs in enumerate(range(0, n_q, block_q)):
         progress.check_cancelled()
         qe = min(qs + block_q, n_q)
-        q = (q_all[qs:qe].to(dev, non_blocking=True) * inv_q[qs:qe, None].to(dev)).to(dtype)
+        q = q_loader.block(qs, qe)
         for gs in range(0, n_g, block_g):
             ge = min(gs + block_g, n_g)
-            g = (g_all[gs:ge].to(dev, non_blocking=True) * inv_g[gs:ge, None].to(dev)).to(dtype)
+            g = g_cached[gs:ge] if g_cached is not None else g_loader.block(gs, ge)
             sim = buffer[: (qe - qs) * (ge - gs)].view(qe - qs, ge - gs)
             yield qs, gs, _matmul_into(q, g, sim)
         progress.update(stage, (bi + 1) / n_blocks)
@@ -278,6 +390,7 @@ def blockwise_topk(
     block_g: int = 4096,
     device: torch.device | str | None = None,
     compute_dtype: torch.dtype = torch.float32,
+    gallery_on_device: bool | None = None,
     progress: Progress | None = None,
 ) -> BlockTopK:
     """Exact top-k per query row and per gallery column of the cosine similarity matrix.
@@ -296,6 +409,7 @@ def blockwise_topk(
         block_q, block_g: block sizes (any positive value; need not divide Q or G).
         device: 'cpu', 'cuda', ... (None = project setting). Results come back on the CPU.
         compute_dtype: see the module docstring (float32 default; fp16/bf16 on CUDA only).
+        gallery_on_device: CUDA only; see :func:`iter_similarity_blocks` (None = auto).
         progress: fraction of query blocks done; cancellation is checked per query block.
 
     Returns:
@@ -330,6 +444,7 @@ def blockwise_topk(
         block_g=block_g,
         device=dev,
         compute_dtype=compute_dtype,
+        gallery_on_device=gallery_on_device,
         progress=progress,
         stage="top-k",
     ):

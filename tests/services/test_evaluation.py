@@ -132,3 +132,38 @@ def test_vigor_hit_rate_matches_dense_reference(block_size):
     r1 = recall_at_k(query, gallery, positives, device="cpu")["r1"]
     assert r1 <= got["hit_rate"] < 100
     assert got["evaluated"] == int((positives >= 0).sum())
+
+
+def test_compute_dtype_passthrough_on_cpu():
+    query, gallery, positives = planted(60, 70, 8, noise=1.2, seed=6)
+    default = recall_at_k(query, gallery, positives, block_size=16, device="cpu")
+    explicit = recall_at_k(
+        query, gallery, positives, block_size=16, device="cpu", compute_dtype=torch.float32
+    )
+    assert default == explicit
+    with pytest.raises(ValueError, match="only supported on CUDA"):
+        recall_at_k(query, gallery, positives, device="cpu", compute_dtype=torch.float16)
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        positive_ranks(query, gallery, positives, device="cpu", compute_dtype=torch.float64)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_ranks_are_exact_for_the_rounded_embeddings(dtype):
+    query, gallery, positives = planted(400, 1500, 64, noise=4.0, seed=7)
+    ranks = positive_ranks(
+        query, gallery, positives, block_size=128, device="cuda", compute_dtype=dtype
+    )
+
+    def rounded(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x)
+        inv = torch.linalg.vector_norm(t, dim=1).reciprocal()
+        return (t * inv[:, None]).to(dtype).double()
+
+    sim = rounded(query) @ rounded(gallery).T  # float64 [Q, S] of the rounded vectors
+    pos_sim = sim[torch.arange(400), torch.from_numpy(positives)][:, None]
+    tol = 2e-6  # float32 accumulation order only; fp16 rounding moves a similarity ~4e-5
+    lowest = (sim > pos_sim + tol).sum(dim=1)
+    highest = (sim > pos_sim - tol).sum(dim=1) - 1  # the positive itself never counts
+    assert bool(((lowest <= ranks) & (ranks <= highest)).all())
+    assert 0 < int((ranks == 0).sum()) < 400  # a non-trivial case

@@ -10,6 +10,12 @@ The positive's similarity is computed as a row-wise dot product of the normalise
 embeddings; the tile itself is never counted against its own query. Other tiles whose
 similarity is within float32 rounding (~1e-6) of the positive's may be counted on either
 side of it, as in any float32 implementation.
+
+With ``compute_dtype=torch.float16/bfloat16`` (CUDA only) the blocks compare the
+embeddings rounded to that dtype after normalisation, and the positive's similarity is
+taken from the same rounded vectors (so the rank is exact for the rounded embeddings, up
+to float32 accumulation order); tiles closer than ~1e-3 (fp16) / ~1e-2 (bf16) to the
+positive may then rank differently than in float32.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ucvgl.services.blockwise import (
+    _check_dtype,
     as_float_matrix,
     blockwise_topk,
     inverse_norms,
@@ -54,6 +61,7 @@ def positive_ranks(
     *,
     block_size: int = 4096,
     device: str | None = None,
+    compute_dtype: torch.dtype = torch.float32,
     progress: Progress | None = None,
 ) -> Tensor:
     """0-based rank of each query's positive tile (count of strictly more similar tiles).
@@ -64,6 +72,7 @@ def positive_ranks(
         positives: int64 [Q] index of each query's true tile; < 0 = unknown.
         block_size: queries and tiles per block.
         device: where to compute.
+        compute_dtype: float32 (default) or, on CUDA only, float16/bfloat16 (see above).
         progress: progress/cancellation.
 
     Returns:
@@ -79,6 +88,7 @@ def positive_ranks(
         bad = int(torch.nonzero(pos >= n_g)[0])
         raise ValueError(f"positives[{bad}] = {int(pos[bad])} is outside the gallery (size {n_g})")
     dev = resolve_device(device)
+    dtype = _check_dtype(compute_dtype, dev)
     known = pos >= 0
     pos_clamped = pos.clamp(min=0)
     inv_q, inv_g = inverse_norms(q, "query"), inverse_norms(g, "gallery")
@@ -86,12 +96,24 @@ def positive_ranks(
     for s in range(0, n_q, block_size):  # row-wise dots in chunks: no [Q, D] copies
         e = min(s + block_size, n_q)
         p = pos_clamped[s:e]
-        pos_sim[s:e] = (q[s:e] * g[p]).sum(dim=1) * inv_q[s:e] * inv_g[p]
+        if dtype == torch.float32:
+            pos_sim[s:e] = (q[s:e] * g[p]).sum(dim=1) * inv_q[s:e] * inv_g[p]
+        else:  # the same rounded vectors as the blocks (products are exact in float32)
+            qn = (q[s:e] * inv_q[s:e, None]).to(dtype).float()
+            gn = (g[p] * inv_g[p, None]).to(dtype).float()
+            pos_sim[s:e] = (qn * gn).sum(dim=1)
     pos_sim = pos_sim.to(dev)  # [Q]
     pos_dev = pos_clamped.to(dev)
     counts = torch.zeros(n_q, dtype=torch.int64, device=dev)
     for qs, gs, sim in iter_similarity_blocks(
-        q, g, block_q=block_size, block_g=block_size, device=dev, progress=progress, stage="rank"
+        q,
+        g,
+        block_q=block_size,
+        block_g=block_size,
+        device=dev,
+        compute_dtype=dtype,
+        progress=progress,
+        stage="rank",
     ):
         bq, bg = sim.shape
         p = pos_sim[qs : qs + bq, None]
@@ -122,6 +144,7 @@ def recall_at_k(
     one_percent: bool = True,
     block_size: int = 4096,
     device: str | None = None,
+    compute_dtype: torch.dtype = torch.float32,
     progress: Progress | None = None,
 ) -> dict[str, float | int]:
     """Recall@k (percent) of retrieving each query's true tile, exact and memory bounded.
@@ -135,6 +158,8 @@ def recall_at_k(
         one_percent: also report ``r1p`` = recall@(1% of S) (k = round(S / 100), >= 1).
         block_size: queries and tiles per block.
         device: where to compute.
+        compute_dtype: float32 (default) or, on CUDA only, float16/bfloat16 (see
+            :func:`positive_ranks`).
         progress: progress/cancellation.
 
     Returns:
@@ -149,7 +174,13 @@ def recall_at_k(
     if any(k < 1 for k in ks):
         raise ValueError(f"every k must be >= 1, got {ks}")
     ranks = positive_ranks(
-        query, gallery, positives, block_size=block_size, device=device, progress=progress
+        query,
+        gallery,
+        positives,
+        block_size=block_size,
+        device=device,
+        compute_dtype=compute_dtype,
+        progress=progress,
     )
     evaluated = ranks[ranks >= 0]
     if evaluated.numel() == 0:

@@ -101,6 +101,46 @@ def test_closed_batcher_answers_queued_requests_then_queries_directly():
         BatchingRetriever(inner, max_batch=0)
 
 
+def test_prepare_runs_on_the_worker_and_its_failure_answers_only_its_request():
+    inner = GatedRetriever()
+    batching = BatchingRetriever(inner)
+    prepared_on: list[str] = []
+
+    def prepare(images):
+        def run():
+            prepared_on.append(threading.current_thread().name)
+            if images == ["undecodable"]:
+                raise OSError("truncated upload")
+            return images
+
+        return run
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(lambda: batching.submit([], 1, prepare=prepare([5])).result(5))
+        assert inner.entered.wait(5)
+        broken = batching.submit([], 1, prepare=prepare(["undecodable"]))
+        empty = batching.submit([], 1, prepare=prepare([]))
+        good = batching.submit([], 2, prepare=prepare([2]))
+        while batching._queue.qsize() < 3:
+            time.sleep(0.01)
+        inner.gate.set()
+        assert first.result(5)[0][0]["satellite_id"] == "5"
+        assert [m["satellite_id"] for m in good.result(5)[0]] == ["2", "1"]
+        assert empty.result(5) == []
+        with pytest.raises(OSError, match="truncated upload"):
+            broken.result(5)
+    assert set(prepared_on) == {"ucvgl-retriever"}
+    assert [c[0] for c in inner.calls] == [[5], [2]]  # the failed and empty ones never ran
+    batching.close()
+
+
+def test_cache_peek_never_loads():
+    cache = RetrieverCache(max_entries=2)
+    assert cache.peek((1, "a")) is None and cache.loads == 0
+    loaded = cache.get((1, "a"), lambda: "retriever")
+    assert cache.peek((1, "a")) is loaded and cache.peek((1, "b")) is None
+
+
 def test_cache_closes_the_retrievers_it_evicts():
     closed = []
 
@@ -216,7 +256,8 @@ def test_model_and_index_load_once_across_many_concurrent_requests(client, real_
     for _ in range(3):
         post(client, {"again.png": panorama(0)}, k=3)
     assert load_counts == {"model": 1, "index": 1}
-    retriever = client.app.state.retrievers.get(real_index, lambda: pytest.fail("reloaded"))
+    key = client.app.state.index_lookup.fetch(real_index).cache_key
+    retriever = client.app.state.retrievers.get(key, lambda: pytest.fail("reloaded"))
     assert isinstance(retriever, BatchingRetriever) and retriever.forwards == 11
     assert retriever.max_batch == 1 and len(retriever._threads) == CPU_WORKERS  # on a CPU
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from ucvgl.api import dashboard
+from ucvgl.api.index_lookup import IndexLookup
 from ucvgl.api.job_queue import JobQueue
 from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimiter
 from ucvgl.api.problems import install_problem_handlers
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.job_queue = JobQueue(create_celery_app(settings))
     app.state.retrievers = RetrieverCache(RETRIEVER_CACHE_SIZE)
+    app.state.index_lookup = IndexLookup(database, settings.query_index_cache_seconds)
     app.state.retriever_loader = load_service_retriever
     app.state.query_limiter = ConcurrencyLimiter(settings.max_concurrent_queries_per_client)
     install_problem_handlers(app)

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,9 @@ def load_service_retriever(run_dir: Path, device: str) -> Retriever:
 class _Request:
     images: list[Any]
     k: int
+    prepare: Callable[[], list[Any]] | None = None
+    """Turns the request's payload into its images on the worker thread (e.g. decoding
+    uploads); an exception it raises answers this request only."""
     future: Future = field(default_factory=Future)
 
 
@@ -114,13 +117,22 @@ class BatchingRetriever:
         """Top-``k`` tiles of each image (blocks until the worker has answered)."""
         return self.submit(images, k).result()
 
-    def submit(self, images: list[Any], k: int) -> Future:
+    def submit(
+        self, images: list[Any], k: int, prepare: Callable[[], list[Any]] | None = None
+    ) -> Future:
         """Queue a query; the future's result is what :meth:`query` returns.
 
         Never runs the forward on the calling thread, so an event loop may call it.
+
+        Args:
+            images: the query images (ignored when ``prepare`` is given).
+            k: tiles per image.
+            prepare: called on the worker thread to produce the images (decoding there
+                saves the request a threadpool round trip); what it raises becomes the
+                future's exception.
         """
-        request = _Request(list(images), int(k))
-        if not request.images:
+        request = _Request(list(images), int(k), prepare)
+        if prepare is None and not request.images:
             request.future.set_result([])
             return request.future
         with self._lock:
@@ -152,7 +164,7 @@ class BatchingRetriever:
                 return
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
-        batch, size = [first], len(first.images)
+        batch, size = [first], len(first.images) or 1
         deadline = time.monotonic() + self.gather_s
         while size < self.max_batch:
             wait = deadline - time.monotonic()
@@ -163,15 +175,32 @@ class BatchingRetriever:
             if item is None:
                 return batch, True
             batch.append(item)
-            size += len(item.images)
+            size += len(item.images) or 1  # not prepared yet: at least one image
         return batch, False
 
     def _answer(self, batch: list[_Request]) -> None:
         # requests whose caller gave up (cancelled future) are dropped; the others can no
         # longer be cancelled, so setting their results below cannot fail
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        if live:
-            self._run(live)
+        ready = [r for r in live if self._prepare(r)]
+        if ready:
+            self._run(ready)
+
+    @staticmethod
+    def _prepare(request: _Request) -> bool:
+        """Run the request's ``prepare`` (if any); False when it failed or had no images
+        (its future is answered then)."""
+        if request.prepare is not None:
+            try:
+                request.images = list(request.prepare())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                request.future.set_exception(exc)
+                return False
+            request.prepare = None
+        if not request.images:
+            request.future.set_result([])
+            return False
+        return True
 
     def _run(self, batch: list[_Request]) -> None:
         images = [image for request in batch for image in request.images]
@@ -194,7 +223,8 @@ class BatchingRetriever:
 
 
 class RetrieverCache:
-    """Least-recently-used cache of at most ``max_entries`` retrievers, keyed by index id.
+    """Least-recently-used cache of at most ``max_entries`` retrievers, keyed by index
+    (the query route uses ``IndexRow.cache_key``: id and build time).
 
     Evicted retrievers with a ``close()`` method are closed.
     """
@@ -203,12 +233,20 @@ class RetrieverCache:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self.max_entries = max_entries
-        self._items: OrderedDict[int, Retriever] = OrderedDict()
+        self._items: OrderedDict[Hashable, Retriever] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[int, threading.Lock] = {}
+        self._loading: dict[Hashable, threading.Lock] = {}
         self.loads = 0
 
-    def get(self, key: int, load: Callable[[], Retriever]) -> Retriever:
+    def peek(self, key: Hashable) -> Retriever | None:
+        """The cached retriever for ``key`` or None; never loads (an event loop may call it)."""
+        with self._lock:
+            retriever = self._items.get(key)
+            if retriever is not None:
+                self._items.move_to_end(key)
+            return retriever
+
+    def get(self, key: Hashable, load: Callable[[], Retriever]) -> Retriever:
         """The cached retriever for ``key``, loading it once (concurrent callers wait)."""
         with self._lock:
             if key in self._items:

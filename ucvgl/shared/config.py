@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_batch_files: int = Field(default=32, gt=0)
     max_concurrent_queries_per_client: int = Field(default=4, gt=0)
+    query_index_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long /query reuses its database lookup of an index row: a new or "
+        "rebuilt index is served at most this many seconds after it is recorded (0: read "
+        "the database on every query).",
+    )
 
     # --- reliability --------------------------------------------------------------------
     job_stale_seconds: float = Field(

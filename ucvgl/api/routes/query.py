@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import sqlalchemy as sa
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
 from ucvgl.api.deps import ReadAccess, RetrieverLoaderDep
+from ucvgl.api.index_lookup import IndexLookup, IndexRow
 from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
-from ucvgl.api.retrievers import (
-    BatchingRetriever,
-    Hits,
-    Retriever,
-    RetrieverCache,
-    RetrieverLoader,
-)
+from ucvgl.api.retrievers import BatchingRetriever, Retriever, RetrieverCache, RetrieverLoader
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
-from ucvgl.shared.models import Model, RetrievalIndex
 from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
 
 router = APIRouter(
@@ -85,65 +77,40 @@ def _match(rank: int, hit: dict[str, Any]) -> QueryMatch:
     )
 
 
-@dataclass
-class _Started:
-    index_id: int
-    model_id: int
-    hits: Future | Hits
-    """A pending ``BatchingRetriever`` answer, or the answer of a plain retriever."""
+def _decoder(
+    files: list[UploadFile], settings: Settings, heading: float | None
+) -> Callable[[], list[Image.Image]]:
+    """A function decoding the uploads within the byte budget (run on the forward thread)."""
+
+    def decode() -> list[Image.Image]:
+        images, budget = [], settings.max_upload_bytes
+        for upload in files:
+            image, used = read_upload(upload, settings, budget)
+            budget -= used
+            if heading is not None:
+                from ucvgl.services.datasets.images import roll_to_north
+
+                image = roll_to_north(image, heading)
+            images.append(image)
+        return images
+
+    return decode
 
 
-def _start_query(
-    request: Request,
-    loader: RetrieverLoader,
-    files: list[UploadFile],
-    k: int,
-    heading: float | None,
-    index_id: int | None,
-) -> _Started:
-    """The blocking half of a query (one threadpool trip): find the index, decode the
-    uploads, fetch the index's retriever from the cache (loading it on first use) and hand
-    the images to its worker thread (a plain retriever answers here)."""
-    state = request.app.state
-    settings: Settings = state.settings
-    # one light query (columns only, no ORM objects): it runs on every request
-    found = sa.select(RetrievalIndex.id, RetrievalIndex.model_id, Model.run_dir).join(
-        Model, RetrievalIndex.model_id == Model.id
-    )
-    if index_id is not None:
-        found = found.where(RetrievalIndex.id == index_id)
-    else:
-        found = found.order_by(RetrievalIndex.id.desc()).limit(1)
-    with state.database.engine.connect() as connection:
-        row = connection.execute(found).first()
-    if row is None:
-        if index_id is not None:
-            raise ApiProblem(404, f"index {index_id} does not exist")
-        raise ApiProblem(404, "no index has been built yet; POST /api/v1/indexes first")
-    found_id, model_id, run_dir = row.id, row.model_id, Path(row.run_dir)
-    images, budget = [], settings.max_upload_bytes
-    for upload in files:
-        image, used = read_upload(upload, settings, budget)
-        budget -= used
-        if heading is not None:
-            from ucvgl.services.datasets.images import roll_to_north
-
-            image = roll_to_north(image, heading)
-        images.append(image)
+def _load_retriever(request: Request, loader: RetrieverLoader, index: IndexRow) -> Retriever:
+    """The index's retriever from the app's cache, loading it on first use (blocking)."""
+    settings: Settings = request.app.state.settings
     device = settings.device if settings.device != "auto" else settings.torch_device()
-    cache: RetrieverCache = state.retrievers
 
     def load() -> Retriever:
         settings.apply_torch_threads()  # the server's forwards follow UCVGL_TORCH_THREADS
-        return loader(run_dir, device)
+        return loader(index.run_dir, device)
 
+    cache: RetrieverCache = request.app.state.retrievers
     try:
-        retriever = cache.get(found_id, load)
+        return cache.get(index.cache_key, load)
     except UcvglError as exc:
-        raise ApiProblem(409, f"index {found_id} cannot be loaded: {exc}") from exc
-    if isinstance(retriever, BatchingRetriever):
-        return _Started(found_id, model_id, retriever.submit(images, k))
-    return _Started(found_id, model_id, retriever.query(images, k))
+        raise ApiProblem(409, f"index {index.id} cannot be loaded: {exc}") from exc
 
 
 @router.post("/query", response_model=QueryResponse, responses=problem_responses(409, 413, 429))
@@ -158,33 +125,40 @@ async def query_tiles(
     index_id: Annotated[
         int | None, Form(description="Index to search; default the newest.")
     ] = None,
-) -> QueryResponse:
+) -> Response:
     """Top-k satellite tiles (scores, file names, GPS/UTM) for each uploaded panorama.
 
-    Latency: the route is ``async`` and reads the app state directly instead of through
-    sync dependencies, because every sync dependency, a sync route body and its response
-    validation each cost a threadpool round trip (1-2 ms apiece on a busy CPU). What blocks
-    (database, decoding, a first load) runs in ONE threadpool trip, which hands the images
-    straight to the retriever's own worker thread (``BatchingRetriever``); this route then
-    awaits the answer without holding a thread.
+    Latency (``benchmarks/query.py``): on a busy CPU every hop between threads costs
+    0.1-1 ms, so a warm request makes only two: the event loop hands the raw uploads to
+    the retriever's own worker thread, which decodes them and runs the forward, and the
+    loop awaits the answer without holding a thread. The index row comes from the app's
+    :class:`IndexLookup` (the database is read when its entry is older than
+    ``UCVGL_QUERY_INDEX_CACHE_SECONDS``) and the loaded retriever from the app's cache;
+    only a miss of either costs a threadpool trip. Dependencies are async for the same
+    reason, and the response is serialised once, without re-validation.
     """
-    settings: Settings = request.app.state.settings
-    limiter: ConcurrencyLimiter = request.app.state.query_limiter
+    state = request.app.state
+    settings: Settings = state.settings
+    limiter: ConcurrencyLimiter = state.query_limiter
+    lookup: IndexLookup = state.index_lookup
     client = request.client.host if request.client else "unknown"
     with limiter.slot(client):
         if len(files) > settings.max_batch_files:
             raise ApiProblem(
                 413, f"{len(files)} files in one request; the limit is {settings.max_batch_files}"
             )
-        started = await run_in_threadpool(
-            _start_query, request, loader, files, k, heading, index_id
-        )
-        hits = started.hits
-        if isinstance(hits, Future):  # never block the event loop on the forward
-            hits = await asyncio.wrap_future(hits)
-    return QueryResponse(
-        index_id=started.index_id,
-        model_id=started.model_id,
+        index = lookup.cached(index_id) or await run_in_threadpool(lookup.fetch, index_id)
+        retriever = state.retrievers.peek(index.cache_key)
+        if retriever is None:
+            retriever = await run_in_threadpool(_load_retriever, request, loader, index)
+        decode = _decoder(files, settings, heading)
+        if isinstance(retriever, BatchingRetriever):  # never block the loop on the forward
+            hits = await asyncio.wrap_future(retriever.submit([], k, prepare=decode))
+        else:
+            hits = await run_in_threadpool(lambda: retriever.query(decode(), k))
+    body = QueryResponse(
+        index_id=index.id,
+        model_id=index.model_id,
         k=k,
         results=[
             QueryResult(
@@ -194,3 +168,4 @@ async def query_tiles(
             for i, (upload, found) in enumerate(zip(files, hits, strict=True))
         ],
     )
+    return Response(body.model_dump_json(), media_type="application/json")

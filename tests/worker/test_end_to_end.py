@@ -62,7 +62,7 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
             }
             started = client.post("/api/v1/jobs", json=body, headers=auth)
             assert started.status_code == 202, started.text
-            job = poll(client, started.json()["id"], 540)
+            job = pipeline = poll(client, started.json()["id"], 540)
             assert job["state"] == "SUCCEEDED", (job, (tmp_path / "worker.log").read_text()[-3000:])
 
             rounds = client.get(f"/api/v1/datasets/{dataset_id}/rounds").json()["items"]
@@ -84,6 +84,9 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
             index_id = job["result"]["index_id"]
             index = client.get(f"/api/v1/indexes/{index_id}").json()
             assert index["size"] > 0
+            # The pipeline built this folder's index already: rebuilt, it keeps its one row.
+            assert index_id == pipeline["result"]["index_id"]
+            assert client.get("/api/v1/indexes").json()["total"] == 1
 
             from ucvgl.services.datasets import load_dataset
 

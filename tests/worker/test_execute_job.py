@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from ucvgl.shared.models import (
     PseudoLabelRound,
     RetrievalIndex,
 )
+from ucvgl.worker.recording import record_index
 from ucvgl.worker.tasks import execute_job
 
 
@@ -80,6 +82,7 @@ def test_success_records_model_rounds_labels_and_index(service_settings):
     with db.sessions() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(PseudoLabelRound)) == 1
         assert s.scalar(sa.select(sa.func.count()).select_from(Model)) == 1
+        assert s.scalar(sa.select(sa.func.count()).select_from(RetrievalIndex)) == 1
     db.dispose()
 
 
@@ -123,4 +126,68 @@ def test_missing_dataset_folder_fails_clearly(service_settings):
     assert _run(db, service_settings, job_id) is JobState.FAILED
     with db.sessions() as s:
         assert "/nonexistent/tiny" in s.get(Job, job_id).error
+    db.dispose()
+
+
+def test_index_rebuilt_for_the_same_model_updates_its_row(service_settings):
+    """A pipeline job's index, then an index job for the same model: one row, updated."""
+    db, job_id, run_dir = _setup(service_settings, {"run_name": "r1"})
+    assert _run(db, service_settings, job_id) is JobState.SUCCEEDED
+    with db.sessions() as s:
+        first = s.scalars(sa.select(RetrievalIndex)).one()
+        first_id, first_built = first.id, first.created_at
+        model_id = s.scalars(sa.select(Model.id)).one()
+        index_job = Job(
+            type="index",
+            parameters={},
+            run_dir=str(run_dir),
+            dataset_id=s.get(Job, job_id).dataset_id,
+            model_id=model_id,
+            state=JobState.QUEUED,
+        )
+        s.add(index_job)
+        s.commit()
+        index_job_id = index_job.id
+
+    def rebuilding_runner(job_type, dataset, params, run_dir, progress):
+        result = fake_run_job(job_type, dataset, params, run_dir, progress)
+        manifest = {"kind": "ivf", "count": 7}  # the rebuilt folder's new metadata
+        (Path(result["index_dir"]) / "manifest.json").write_text(json.dumps(manifest))
+        return result
+
+    assert _run(db, service_settings, index_job_id, rebuilding_runner) is JobState.SUCCEEDED
+    with db.sessions() as s:
+        index = s.scalars(sa.select(RetrievalIndex)).one()
+        assert index.id == first_id and index.path == str(run_dir / "index")
+        assert (index.model_id, index.kind, index.size) == (model_id, "ivf", 7)
+        assert index.created_at > first_built
+        assert s.get(Job, index_job_id).result["index_id"] == first_id
+    db.dispose()
+
+
+def test_index_rows_recorded_twice_before_are_both_updated(service_settings):
+    """A database from before the fix (two rows, one folder) gets no third row."""
+    db, job_id, run_dir = _setup(service_settings, {})
+    index_dir = run_dir / "index"
+    index_dir.mkdir(parents=True)
+    (index_dir / "manifest.json").write_text(json.dumps({"kind": "flat", "count": 5}))
+    with db.session() as s:
+        dataset_id = s.get(Job, job_id).dataset_id
+        model = Model(dataset_id=dataset_id, run_dir=str(run_dir), checkpoint_path="m", mode="semi")
+        s.add(model)
+        s.flush()
+        for _ in range(2):
+            s.add(RetrievalIndex(model_id=model.id, path=str(index_dir), kind="old", size=1))
+    with db.session() as s:
+        kept = record_index(s, model.id, index_dir)
+        kept_id = kept.id
+    with db.sessions() as s:
+        rows = s.scalars(sa.select(RetrievalIndex).order_by(RetrievalIndex.id)).all()
+        assert [r.id for r in rows][0] == kept_id and len(rows) == 2
+        assert {(r.kind, r.size) for r in rows} == {("flat", 5)}
+        other = Model(dataset_id=dataset_id, run_dir=str(run_dir), checkpoint_path="n", mode="semi")
+        s.add(other)
+        s.flush()
+        # the same folder indexed by another model is another index
+        assert record_index(s, other.id, index_dir).id not in {r.id for r in rows}
     db.dispose()

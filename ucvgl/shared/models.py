@@ -191,6 +191,7 @@ class RetrievalIndex(Base):
     kind: Mapped[str] = mapped_column(sa.String(32))
     size: Mapped[int] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When the index in ``path`` was last built: rebuilding a folder updates its one row."""
 
     model: Mapped[Model] = relationship()
 

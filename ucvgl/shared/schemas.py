@@ -214,7 +214,9 @@ class IndexRead(BaseModel):
     path: str
     kind: str
     size: int
-    created_at: datetime
+    created_at: datetime = Field(
+        description="When the index in this folder was last built (a rebuild updates it)."
+    )
 
 
 # --- retrieval ------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The result of ``ucvgl.services.pipeline.run_job`` is a JSON-able dict. Keys read
 ``rounds`` (list of {round, threshold, mutual, labels, correct, margin_histogram,
 labels_path}), ``model_path`` (a trained encoder checkpoint), ``mode``/``preset``,
 ``recall`` (dict r1, r5, r10, r1p), ``index_dir`` (a built index with ``manifest.json``).
+
+Recording is idempotent where a job can be run again: a round already recorded for the run
+folder, a checkpoint already known and an index folder already recorded for the model are
+updated or skipped, never inserted twice.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from sqlalchemy.orm import Session
 
 from ucvgl.shared.enums import JobType, TrainingMode
 from ucvgl.shared.errors import UcvglError
-from ucvgl.shared.models import Job, Model, PseudoLabel, PseudoLabelRound, RetrievalIndex
+from ucvgl.shared.models import (
+    Job,
+    Model,
+    PseudoLabel,
+    PseudoLabelRound,
+    RetrievalIndex,
+    utcnow,
+)
 from ucvgl.worker.label_health import label_health_score
 
 log = logging.getLogger(__name__)
@@ -163,7 +174,8 @@ def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[st
 
     A trained encoder (``model_path``) becomes a Model row, ``recall`` its recall (or,
     for ``evaluate``, the recall of the job's model), each new entry of ``rounds`` a round
-    with its labels, and an ``index_dir`` an index of the job's (or the new) model.
+    with its labels, and an ``index_dir`` the index of the job's (or the new) model
+    (updated when that folder is already recorded for the model).
     """
     created: dict[str, Any] = {}
     job_type = JobType(job.type)
@@ -184,14 +196,37 @@ def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[st
         created["round_ids"] = round_ids
     index_dir = result.get("index_dir")
     if index_dir and Path(index_dir).is_dir() and model_id is not None:
-        manifest = _index_manifest(Path(index_dir))
-        index = RetrievalIndex(
-            model_id=model_id,
-            path=str(index_dir),
-            kind=str(manifest.get("kind", "faiss")),
-            size=int(manifest.get("count", 0)),
-        )
+        created["index_id"] = record_index(session, model_id, Path(index_dir)).id
+    return created
+
+
+def record_index(session: Session, model_id: int, index_dir: Path) -> RetrievalIndex:
+    """The index row of ``index_dir`` built from ``model_id``, inserted or brought up to date.
+
+    A folder rebuilt (a pipeline job's index, then ``POST /indexes`` for the same model)
+    keeps its row: its kind, size and ``created_at`` (the time of the last build) are
+    updated instead of a second row pointing at the same folder being added.
+    """
+    manifest = _index_manifest(index_dir)
+    values = {
+        "kind": str(manifest.get("kind", "faiss")),
+        "size": int(manifest.get("count", 0)),
+        "created_at": utcnow(),
+    }
+    same_folder = (
+        RetrievalIndex.model_id == model_id,
+        RetrievalIndex.path.in_(sorted({str(index_dir), str(index_dir.resolve())})),
+    )
+    rows = session.scalars(
+        sa.select(RetrievalIndex).where(*same_folder).order_by(RetrievalIndex.id)
+    ).all()
+    if not rows:
+        index = RetrievalIndex(model_id=model_id, path=str(index_dir), **values)
         session.add(index)
         session.flush()
-        created["index_id"] = index.id
-    return created
+        return index
+    for row in rows:  # rows recorded twice before this fix: keep them all consistent
+        for key, value in values.items():
+            setattr(row, key, value)
+    session.flush()
+    return rows[0]

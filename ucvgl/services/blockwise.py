@@ -104,6 +104,11 @@ def as_float_matrix(x: Tensor | np.ndarray, name: str) -> Tensor:
     Raises:
         ValueError: when ``x`` is not 2-D, is empty, or holds NaN/inf.
     """
+    return _float_matrix_and_norms(x, name)[0]
+
+
+def _float_matrix_and_norms(x: Tensor | np.ndarray, name: str) -> tuple[Tensor, Tensor]:
+    """:func:`as_float_matrix` and its float32 [N] row norms (computed once, for the check)."""
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     if not isinstance(t, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
@@ -117,16 +122,20 @@ def as_float_matrix(x: Tensor | np.ndarray, name: str) -> Tensor:
         t = t.contiguous()
     # A row norm is finite iff every entry is (NaN and inf propagate); unlike
     # torch.isfinite(t) this makes no [N, D] temporaries (memory stays bounded).
-    if not bool(torch.isfinite(torch.linalg.vector_norm(t, dim=1)).all()):
+    norms = torch.linalg.vector_norm(t, dim=1)
+    if not bool(torch.isfinite(norms).all()):
         raise ValueError(
             f"{name} contains NaN or infinite values (or overflowing norms); check the embeddings"
         )
-    return t
+    return t, norms
 
 
 def inverse_norms(x: Tensor, name: str) -> Tensor:
     """1 / ||x_i|| per row, float32 [N]; zero rows are an error (no direction to compare)."""
-    norms = torch.linalg.vector_norm(x, dim=1)
+    return _inverse(torch.linalg.vector_norm(x, dim=1), name)
+
+
+def _inverse(norms: Tensor, name: str) -> Tensor:
     zero = torch.nonzero(norms == 0).flatten()
     if zero.numel():
         raise ValueError(
@@ -287,8 +296,8 @@ def iter_similarity_blocks(
     block_q, block_g = _check_block(block_q, "block_q"), _check_block(block_g, "block_g")
     dev = resolve_device(device)
     dtype = _check_dtype(compute_dtype, dev)
-    q_all = as_float_matrix(queries, "queries")
-    g_all = as_float_matrix(gallery, "gallery")
+    q_all, q_norms = _float_matrix_and_norms(queries, "queries")  # one pass over each input
+    g_all, g_norms = _float_matrix_and_norms(gallery, "gallery")
     if q_all.shape[1] != g_all.shape[1]:
         raise ValueError(
             f"queries have dimension {q_all.shape[1]} but gallery has {g_all.shape[1]}"
@@ -296,8 +305,8 @@ def iter_similarity_blocks(
     n_q, n_g = q_all.shape[0], g_all.shape[0]
     bq_max, bg_max = min(block_q, n_q), min(block_g, n_g)
     cache = keep_gallery_on_device(n_g, g_all.shape[1], dtype, dev, gallery_on_device)
-    q_loader = _BlockLoader(q_all, inverse_norms(q_all, "queries"), dev, dtype, bq_max)
-    g_loader = _BlockLoader(g_all, inverse_norms(g_all, "gallery"), dev, dtype, bg_max)
+    q_loader = _BlockLoader(q_all, _inverse(q_norms, "queries"), dev, dtype, bq_max)
+    g_loader = _BlockLoader(g_all, _inverse(g_norms, "gallery"), dev, dtype, bg_max)
     g_cached: Tensor | None = None
     if cache:  # built block by block: no full-size float32 temporary on the device
         g_cached = torch.empty(g_all.shape, dtype=dtype, device=dev)

@@ -2,10 +2,16 @@
 
 Benchmarks are scripts, never part of the test run. Each prints a table and writes a JSON
 file under ``benchmarks/results/`` (ignored by git) with the machine it ran on.
+
+The scale benchmarks (``matching.py``, ``evaluate.py``) run every method in a fresh worker
+process (:func:`run_method`) so that peak memory is per method; the worker side times the
+method between two GEMM-rate measurements (:func:`measure_method`). Both share the
+arguments of :func:`add_scale_args` (device, dtype, sizes of the planted features...).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -13,9 +19,11 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +127,19 @@ def current_rss_mb() -> float:
         return 0.0
 
 
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICES = ("cpu", "cuda")
+
+
+def torch_dtype(name: str):
+    """The torch dtype called ``name`` (one of :data:`DTYPES`)."""
+    import torch
+
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {name!r}")
+    return getattr(torch, name)
+
+
 def measure_gemm_flops(
     m: int = 4096,
     n: int = 4096,
@@ -126,12 +147,16 @@ def measure_gemm_flops(
     repeats: int = 5,
     device: str = "cpu",
     stat: str = "median",
+    dtype: str = "float32",
+    inner: int = 10,
 ) -> float:
-    """Float32 matrix-multiply rate (FLOP/s) of ``[m,k] @ [k,n]`` on ``device``.
+    """Matrix-multiply rate (FLOP/s) of ``[m,k] @ [k,n]`` in ``dtype`` on ``device``.
 
     This is the "GEMM floor" rate: any exact all-pairs similarity method must do at least
     2*m*n*k flops per block. ``stat='median'`` of ``repeats`` timed runs (after one
-    warm-up) is robust on a shared machine; ``'best'`` gives the peak rate.
+    warm-up) is robust on a shared machine; ``'best'`` gives the peak rate. On CUDA each
+    timed run is ``inner`` back-to-back multiplies between two CUDA events (one multiply
+    of this shape takes well under a millisecond there); half dtypes are CUDA only.
     """
     import statistics
 
@@ -139,19 +164,32 @@ def measure_gemm_flops(
 
     if stat not in ("median", "best"):
         raise ValueError(f"stat must be 'median' or 'best', got {stat!r}")
-    a = torch.randn(m, k, device=device)
-    b = torch.randn(n, k, device=device)
-    out = torch.empty(m, n, device=device)
+    tdtype = torch_dtype(dtype)
+    if device == "cpu" and dtype != "float32":
+        raise ValueError("the CPU rate is measured in float32 only")
+    a = torch.randn(m, k, device=device, dtype=tdtype)
+    b = torch.randn(n, k, device=device, dtype=tdtype)
+    out = torch.empty(m, n, device=device, dtype=tdtype)
     torch.mm(a, b.T, out=out)
     times = []
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        torch.mm(a, b.T, out=out)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+    if device == "cpu":
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.mm(a, b.T, out=out)
+            times.append(time.perf_counter() - t)
+    else:
+        for _ in range(2):  # warm-up: clocks up, kernels loaded
+            torch.mm(a, b.T, out=out)
+        torch.cuda.synchronize(device)
+        for _ in range(repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(inner):
+                torch.mm(a, b.T, out=out)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000.0 / inner)
     seconds = min(times) if stat == "best" else statistics.median(times)
     return 2.0 * m * n * k / seconds
 
@@ -179,3 +217,225 @@ def run_worker(script: Path, args: Sequence[str], timeout: float | None = None) 
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"exit {proc.returncode}: {' | '.join(tail)}"}
     return json.loads(lines[-1])
+
+
+def planted_features(n: int, dim: int, noise: float, seed: int):
+    """Planted pairs: gallery [n, dim] ~ N(0, I), queries are noisy copies.
+
+    Query i = gallery[positives[i]] + noise * N(0, I).
+
+    Generated in chunks of 8192 rows: the only full-size tensors are the two outputs (at
+    1M x 1024 that is 4 GB each, float32, on the host), no N x d temporaries.
+
+    Returns:
+        query float32 [n, dim], gallery float32 [n, dim], positives int64 [n] (a permutation).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    gallery = torch.randn(n, dim, generator=gen)
+    positives = torch.randperm(n, generator=gen)
+    query = torch.empty(n, dim)
+    for c in range(0, n, 8192):
+        idx = positives[c : c + 8192]
+        query[c : c + len(idx)] = gallery[idx]
+        query[c : c + len(idx)].add_(torch.randn(len(idx), dim, generator=gen), alpha=noise)
+    return query, gallery, positives
+
+
+def add_scale_args(parser: argparse.ArgumentParser, methods: Sequence[str]) -> None:
+    """Arguments shared by the scale benchmarks and passed on to their workers."""
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--noise", type=float, default=7.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--block-size", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where `ours` (and the baselines that can) compute; default cpu",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="compute dtype of `ours`; float16/bfloat16 need --device cuda",
+    )
+    parser.add_argument("--timeout", type=float, default=3600.0, help="per worker, seconds")
+    parser.add_argument("--worker", choices=tuple(methods), help=argparse.SUPPRESS)
+
+
+def check_scale_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill defaults and refuse impossible device/dtype choices with an argparse error."""
+    if args.threads is None:
+        args.threads = os.cpu_count() or 1
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.dtype != "float32" and args.device != "cuda":
+        parser.error(f"--dtype {args.dtype} needs --device cuda (the CPU computes in float32 only)")
+    if args.device == "cuda" and not args.worker:  # workers: the parent checked (and a
+        import torch  # CPU-only worker of a CUDA run should not initialise CUDA)
+
+        if not torch.cuda.is_available():
+            parser.error(
+                "--device cuda: CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use --device cpu"
+            )
+
+
+def worker_argv(
+    args: argparse.Namespace, method: str, n: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """The worker command line for ``method`` at size ``n`` (the shared arguments)."""
+    return [
+        "--worker",
+        method,
+        "--n",
+        str(n),
+        "--dim",
+        str(args.dim),
+        "--noise",
+        str(args.noise),
+        "--seed",
+        str(args.seed),
+        "--block-size",
+        str(args.block_size),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        *extra,
+    ]
+
+
+def run_method(
+    script: Path, args: argparse.Namespace, method: str, n: int, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run one method at one size in a fresh worker; return its row (failures as a note)."""
+    print(f"running {method} at N={n} ...", flush=True)
+    row = run_worker(script, worker_argv(args, method, n, extra), timeout=args.timeout)
+    row.setdefault("n", n)
+    row.setdefault("method", method)
+    if "error" in row:
+        row["note"] = row.pop("error")
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def setup_worker(threads: int, faiss_threads: bool = False) -> None:
+    """Thread counts of a worker process (torch, and faiss's OpenMP when asked)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if faiss_threads:
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(threads)
+        except ImportError:
+            pass
+
+
+def measure_method(
+    run: Callable[[], T], *, n: int, dim: int, device: str = "cpu", dtype: str = "float32"
+) -> tuple[T, dict[str, Any]]:
+    """Time ``run()`` between two GEMM-rate measurements in this process.
+
+    ``device``/``dtype`` are where and how the method computes: the GEMM floor is
+    ``2 * n * n * dim`` flops at the [4096, dim] x [dim, 4096] rate measured there (mean of
+    the rates just before and just after the run: on a shared machine it moves with the
+    load). On CUDA the run is followed by a synchronize, and ``peak_gpu_mb`` is
+    torch.cuda.max_memory_allocated during the run (memory allocated outside torch, e.g.
+    by faiss, is not seen).
+
+    Returns:
+        run()'s value and the fields seconds, peak_rss_mb (host, whole process so far),
+        inputs_rss_mb (host peak before the run), peak_gpu_mb (CUDA only), gemm_gflops,
+        gemm_gflops_before_after, gemm_floor_s, ratio_to_floor, cpu_cores_used, device,
+        dtype.
+    """
+    cuda = device == "cuda"
+    rss_inputs = peak_rss_mb()
+    rate_before = measure_gemm_flops(4096, 4096, dim, device=device, dtype=dtype)
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    cpu0 = cpu_seconds()
+    t0 = time.perf_counter()
+    value = run()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
+    fields: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "inputs_rss_mb": rss_inputs,
+    }
+    if cuda:
+        fields["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    rate_after = measure_gemm_flops(4096, 4096, dim, device=device, dtype=dtype)
+    rate = (rate_before + rate_after) / 2
+    floor = 2.0 * n * n * dim / rate
+    fields.update(
+        {
+            "gemm_gflops": rate / 1e9,
+            "gemm_gflops_before_after": [rate_before / 1e9, rate_after / 1e9],
+            "gemm_floor_s": floor,
+            "ratio_to_floor": seconds / floor,
+            "cpu_cores_used": cpu / seconds,
+        }
+    )
+    return value, fields
+
+
+def result_columns(metrics: Sequence[str], device: str) -> list[str]:
+    """Table columns of a scale benchmark; device, dtype and GPU memory on CUDA runs."""
+    where = ["device", "dtype"] if device == "cuda" else []
+    gpu = ["peak_gpu_mb"] if device == "cuda" else []
+    return [
+        "n",
+        "method",
+        *where,
+        "seconds",
+        "peak_rss_mb",
+        *gpu,
+        *metrics,
+        "gemm_gflops",
+        "gemm_floor_s",
+        "ratio_to_floor",
+        "cpu_cores_used",
+        "note",
+    ]
+
+
+def finish(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    metrics: Sequence[str],
+    *,
+    hidden: Sequence[str] = ("worker",),
+    tables: Sequence[tuple[list[dict[str, Any]], Sequence[str]]] = (),
+    **payload: Any,
+) -> Path:
+    """Print the results table (and ``tables``), write results/<args.name>.json."""
+    table = print_table(rows, result_columns(metrics, args.device))
+    for extra_rows, columns in tables:
+        if extra_rows:
+            print_table(extra_rows, columns)
+    return write_json(
+        args.name,
+        {
+            "args": {k: v for k, v in vars(args).items() if k not in hidden},
+            "rows": rows,
+            **payload,
+            "table": table,
+        },
+    )

@@ -30,16 +30,11 @@ from ucvgl.services.presets import Preset
 from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
 from ucvgl.services.training.distributed import DistInfo
 from ucvgl.services.training.embed import embed_split
-from ucvgl.services.training.pair_stage import (
-    build_items,
-    hard_negative_tile_neighbours,
-    train_on_items,
-)
+from ucvgl.services.training.pair_stage import pair_items, stage_tile_neighbours, train_on_items
 from ucvgl.services.training.trainer import StageConfig, load_weights_into, stage_done
 from ucvgl.shared.fileio import atomic_write, atomic_write_text
 
 LABEL_COLUMNS = ("ground_id", "satellite_id", "margin", "similarity", "correct")
-HARD_NEGATIVE_K = 16
 
 
 def round_dir(out_dir: Path, round_index: int) -> Path:
@@ -271,35 +266,14 @@ def run_amm(
                 fake_paths,
             )
             labels = np.load(rdir / "labels.npz")
-            items = build_items(
-                labels["ground"],
-                labels["satellite"],
-                split.num_ground,
-                split.num_satellite,
-                unlabelled_ratio=preset.unlabelled_ratio,
-                coverage_switch=preset.coverage_switch,
-                min_epoch_fraction=preset.min_epoch_fraction,
-                seed=seed * 7919 + r,
-            )
-            neighbours = None
-            if preset.hard_negatives:
-                sat_emb = embed_split(
-                    model,
-                    split,
-                    "satellite",
-                    batch_size=preset.eval_batch_size,
-                    device=device,
-                    cache_dir=cache_dir,
-                )
-                neighbours = hard_negative_tile_neighbours(split, HARD_NEGATIVE_K, sat_emb)
-            cfg = StageConfig(
+            pairs = (labels["ground"], labels["satellite"])
+            items = pair_items(split, pairs, preset, seed=seed * 7919 + r)
+            cfg = StageConfig.from_preset(
+                preset,
                 f"AMM round {r}",
-                preset.amm_epochs_per_round,
-                preset.amm_lr,
-                preset.weight_decay,
-                preset.warmup_fraction,
-                preset.grad_clip,
-                seed * 100 + r,
+                epochs=preset.amm_epochs_per_round,
+                lr=preset.amm_lr,
+                seed=seed * 100 + r,
             )
             result = train_on_items(
                 model,
@@ -309,7 +283,9 @@ def run_amm(
                 rdir,
                 preset,
                 smoothing=preset.smoothing_pseudo,
-                tile_neighbours=neighbours,
+                tile_neighbours=stage_tile_neighbours(
+                    model, split, preset, rdir, device=device, cache_dir=cache_dir
+                ),
                 device=device,
                 progress=ScaledProgress(sub, 0.3, 1.0),
                 dist_info=dist_info,
@@ -317,10 +293,7 @@ def run_amm(
                     "round": r,
                     "rounds": rounds,
                     "threshold": record["threshold"],
-                    "labels": {
-                        "ground": labels["ground"].tolist(),
-                        "satellite": labels["satellite"].tolist(),
-                    },
+                    "labels": {"ground": pairs[0].tolist(), "satellite": pairs[1].tolist()},
                 },
             )
             record["items"] = {"total": len(items), "positive": items.num_positive}

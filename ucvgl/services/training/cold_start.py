@@ -99,14 +99,8 @@ def train_intra_view(
         eps = preset.smoothing_intra
         return contrastive_loss(e1, e2, log_scale, eps) + contrastive_loss(f1, f2, log_scale, eps)
 
-    cfg = StageConfig(
-        "cold start: intra-view",
-        preset.intra_epochs,
-        preset.lr,
-        preset.weight_decay,
-        preset.warmup_fraction,
-        preset.grad_clip,
-        seed,
+    cfg = StageConfig.from_preset(
+        preset, "cold start: intra-view", epochs=preset.intra_epochs, seed=seed
     )
     runner = StageRunner(
         model, cfg, stage_dir, device=device, progress=progress, dist_info=dist_info
@@ -134,14 +128,8 @@ def train_ground_fake(
         )
     n = split.num_ground
     items = PairItems(np.arange(n), np.arange(n), np.ones(n, dtype=bool))
-    cfg = StageConfig(
-        "cold start: ground-fake",
-        preset.cross_epochs,
-        preset.lr,
-        preset.weight_decay,
-        preset.warmup_fraction,
-        preset.grad_clip,
-        seed,
+    cfg = StageConfig.from_preset(
+        preset, "cold start: ground-fake", epochs=preset.cross_epochs, seed=seed
     )
     return train_on_items(
         model,
@@ -153,7 +141,7 @@ def train_ground_fake(
         smoothing=preset.smoothing_cross,
         fake_paths=fake_paths,
         device=device,
-        progress=progress or NullProgress(),
+        progress=progress,
         dist_info=dist_info,
     )
 

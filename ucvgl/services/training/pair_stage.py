@@ -33,7 +33,17 @@ from ucvgl.services.training.data import (
     satellite_images,
 )
 from ucvgl.services.training.distributed import DistInfo, shard_batches
-from ucvgl.services.training.trainer import StageConfig, StageResult, StageRunner, contrastive_loss
+from ucvgl.services.training.embed import embed_split
+from ucvgl.services.training.trainer import (
+    StageConfig,
+    StageResult,
+    StageRunner,
+    contrastive_loss,
+    stage_done,
+)
+
+HARD_NEGATIVE_K = 16
+"""Hard-negative candidate tiles per tile."""
 
 
 @dataclass
@@ -105,6 +115,26 @@ def build_items(
     )
 
 
+def pair_items(
+    split: ViewSplit,
+    pairs: tuple[np.ndarray, np.ndarray],
+    preset: Preset,
+    *,
+    seed: int,
+) -> PairItems:
+    """:func:`build_items` for ``pairs`` (ground, tile) of ``split`` with ``preset``'s schedule."""
+    return build_items(
+        pairs[0],
+        pairs[1],
+        split.num_ground,
+        split.num_satellite,
+        unlabelled_ratio=preset.unlabelled_ratio,
+        coverage_switch=preset.coverage_switch,
+        min_epoch_fraction=preset.min_epoch_fraction,
+        seed=seed,
+    )
+
+
 def tile_coordinates(split: ViewSplit) -> tuple[np.ndarray | None, str]:
     """Satellite tile coordinates and their metric: UTM/xy metres, else lat/lon degrees."""
     if split.satellite_xy is not None:
@@ -146,6 +176,36 @@ def hard_negative_tile_neighbours(
     return None
 
 
+def stage_tile_neighbours(
+    model: torch.nn.Module,
+    split: ViewSplit,
+    preset: Preset,
+    stage_dir: Path,
+    *,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+) -> np.ndarray | None:
+    """Hard-negative candidates [S, K] for a pair stage that still has to train.
+
+    None when ``preset`` has no hard negatives or the stage in ``stage_dir`` has finished.
+    Tiles without coordinates are embedded with the current ``model`` (cached in
+    ``cache_dir`` when given) to find visual neighbours.
+    """
+    if not preset.hard_negatives or stage_done(stage_dir):
+        return None
+    satellite_embeddings = None
+    if tile_coordinates(split)[0] is None:
+        satellite_embeddings = embed_split(
+            model,
+            split,
+            "satellite",
+            batch_size=preset.eval_batch_size,
+            device=device,
+            cache_dir=cache_dir,
+        )
+    return hard_negative_tile_neighbours(split, HARD_NEGATIVE_K, satellite_embeddings)
+
+
 def train_on_items(
     model: torch.nn.Module,
     split: ViewSplit,
@@ -158,7 +218,7 @@ def train_on_items(
     fake_paths: list[Path] | None = None,
     tile_neighbours: np.ndarray | None = None,
     device: str = "cpu",
-    progress: Progress,
+    progress: Progress | None = None,
     dist_info: DistInfo | None = None,
     state: dict | None = None,
     final_extra: dict | None = None,
@@ -176,6 +236,8 @@ def train_on_items(
         fake_paths: train against these fake satellite images (indexed like the panoramas)
             instead of the split's real tiles.
         tile_neighbours: int [S, K] hard-negative candidates per tile (None = random batches).
+        progress: reports the stage's progress and is checked for cancellation (None = silent).
+        state / final_extra: see :meth:`StageRunner.run`.
     """
     from ucvgl.services.augment import PairTransform
 

@@ -16,19 +16,11 @@ import torch
 
 from ucvgl.services.datasets.index import ViewSplit
 from ucvgl.services.presets import Preset
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import Progress
 from ucvgl.services.training.distributed import DistInfo
-from ucvgl.services.training.embed import embed_split
-from ucvgl.services.training.pair_stage import (
-    build_items,
-    hard_negative_tile_neighbours,
-    tile_coordinates,
-    train_on_items,
-)
-from ucvgl.services.training.trainer import StageConfig, StageResult, stage_done
+from ucvgl.services.training.pair_stage import pair_items, stage_tile_neighbours, train_on_items
+from ucvgl.services.training.trainer import StageConfig, StageResult
 from ucvgl.shared.errors import ConfigError
-
-HARD_NEGATIVE_K = 16
 
 
 def true_pairs(split: ViewSplit) -> tuple[np.ndarray, np.ndarray]:
@@ -70,44 +62,18 @@ def train_on_pairs(
     seed: int = 0,
 ) -> StageResult:
     """Train on known pairs (unlabelled images of the pool as extra negatives), resumable."""
-    items = build_items(
-        pairs[0],
-        pairs[1],
-        split.num_ground,
-        split.num_satellite,
-        unlabelled_ratio=preset.unlabelled_ratio,
-        coverage_switch=preset.coverage_switch,
-        min_epoch_fraction=preset.min_epoch_fraction,
-        seed=seed,
-    )
-    neighbours = None
-    if preset.hard_negatives and not stage_done(stage_dir):
-        sat_emb = None
-        if tile_coordinates(split)[0] is None:
-            sat_emb = embed_split(
-                model, split, "satellite", batch_size=preset.eval_batch_size, device=device
-            )
-        neighbours = hard_negative_tile_neighbours(split, HARD_NEGATIVE_K, sat_emb)
-    cfg = StageConfig(
-        name,
-        epochs,
-        preset.lr if lr is None else lr,
-        preset.weight_decay,
-        preset.warmup_fraction,
-        preset.grad_clip,
-        seed,
-    )
+    cfg = StageConfig.from_preset(preset, name, epochs=epochs, lr=lr, seed=seed)
     return train_on_items(
         model,
         split,
-        items,
+        pair_items(split, pairs, preset, seed=seed),
         cfg,
         stage_dir,
         preset,
         smoothing=preset.smoothing_pseudo,
-        tile_neighbours=neighbours,
+        tile_neighbours=stage_tile_neighbours(model, split, preset, stage_dir, device=device),
         device=device,
-        progress=progress or NullProgress(),
+        progress=progress,
         dist_info=dist_info,
         final_extra={"pairs": int(len(pairs[0]))},
     )

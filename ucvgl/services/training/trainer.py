@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,9 @@ from ucvgl.services.training.distributed import (
     wrap_for_training,
 )
 from ucvgl.shared.fileio import atomic_torch_save
+
+if TYPE_CHECKING:
+    from ucvgl.services.presets import Preset
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "model.pt"
@@ -52,6 +55,24 @@ class StageConfig:
             raise ValueError(f"{self.name}: epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"{self.name}: lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_preset(
+        cls, preset: Preset, name: str, *, epochs: int, lr: float | None = None, seed: int = 0
+    ) -> StageConfig:
+        """Settings of one stage with ``preset``'s weight decay, warm-up and clipping.
+
+        ``lr`` defaults to ``preset.lr``.
+        """
+        return cls(
+            name,
+            epochs,
+            preset.lr if lr is None else lr,
+            preset.weight_decay,
+            preset.warmup_fraction,
+            preset.grad_clip,
+            seed,
+        )
 
 
 @dataclass

@@ -7,10 +7,17 @@ when ``--data``/``--format`` are given. Every command resumes what a previous on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from ucvgl.services.pipeline import PipelineRun
+    from ucvgl.services.progress import Progress
+
+T = TypeVar("T")
 
 MODE_HELP = "unsupervised, semi or supervised."
 PRESET_HELP = "tiny (tests), cpu (demo, ~1,000 locations on 2 cores), paper-small, paper-base."
@@ -62,17 +69,19 @@ def format_summary(report: dict[str, Any]) -> str:
 
 def _open_run(
     run: Path,
+    progress: Progress,
     *,
-    data: Path | None,
-    format: str | None,
-    mode: str | None,
-    preset: str | None,
-    gt_ratio: float | None,
-    seed: int | None,
     device: str | None,
-    progress,
-):
-    """A PipelineRun for ``run`` from its run.json, or from the options for a new run."""
+    data: Path | None = None,
+    format: str | None = None,
+    mode: str | None = None,
+    preset: str | None = None,
+) -> PipelineRun:
+    """A PipelineRun for ``run`` from its run.json, or from the options for a new run.
+
+    An option left None takes the run.json value (then the default: mode unsupervised,
+    preset cpu); gt_ratio and seed always come from run.json.
+    """
     import json
 
     from ucvgl.services.datasets import load_dataset
@@ -92,10 +101,32 @@ def _open_run(
         run,
         mode=mode or saved.get("mode") or "unsupervised",
         preset=preset or saved.get("preset") or "cpu",
-        gt_ratio=gt_ratio if gt_ratio is not None else (saved.get("gt_ratio") or 0.1),
+        gt_ratio=saved.get("gt_ratio") or 0.1,
         device=device,
         progress=progress,
-        seed=seed if seed is not None else saved.get("seed", 0),
+        seed=saved.get("seed", 0),
+    )
+
+
+def _run_on(
+    run: Path,
+    work: Callable[[PipelineRun, Progress], T],
+    *,
+    device: str | None,
+    data: Path | None = None,
+    format: str | None = None,
+    mode: str | None = None,
+    preset: str | None = None,
+) -> T:
+    """Run ``work(pipeline_run, progress)`` on the run folder ``run`` under :func:`_run_cli`.
+
+    ``device`` and the options that can start a new run go to :func:`_open_run`.
+    """
+    return _run_cli(
+        lambda p: work(
+            _open_run(run, p, device=device, data=data, format=format, mode=mode, preset=preset),
+            p,
+        )
     )
 
 
@@ -176,23 +207,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """BEV projection, BEV -> satellite CycleGAN and fake satellites of a run."""
 
-        def work(p):
-            r = _open_run(
-                run,
-                data=data,
-                format=format,
-                mode=None,
-                preset=preset,
-                gt_ratio=None,
-                seed=None,
-                device=device,
-                progress=p,
-            )
+        def work(r, p):
             r._timed("project", r.project, p)
             r._timed("cyclegan", r.cyclegan, p)
             return r._timed("translate", r.translate, p)
 
-        fakes = _run_cli(work)
+        fakes = _run_on(run, work, device=device, data=data, format=format, preset=preset)
         typer.echo(f"{len(fakes)} fake satellite images in {run / 'fake'}")
 
     @app.command("train")
@@ -214,18 +234,7 @@ def register(app: typer.Typer) -> None:
         if stage not in names:
             raise typer.BadParameter(f"--stage must be one of {sorted(names)}")
 
-        def work(p):
-            r = _open_run(
-                run,
-                data=data,
-                format=format,
-                mode=mode,
-                preset=preset,
-                gt_ratio=None,
-                seed=None,
-                device=device,
-                progress=p,
-            )
+        def work(r, p):
             from ucvgl.services.pipeline import STAGES
             from ucvgl.shared.errors import ConfigError
 
@@ -234,7 +243,9 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--stage {stage} is not a stage of mode {r.mode!r}")
             return r._timed(target, getattr(r, target), p)
 
-        result = _run_cli(work)
+        result = _run_on(
+            run, work, device=device, data=data, format=format, mode=mode, preset=preset
+        )
         typer.echo(f"done: {result if not isinstance(result, dict) else 'AMM rounds finished'}")
 
     @app.command("match")
@@ -245,21 +256,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pseudo-label rounds (AMM) of a run: print mutual matches, labels and precision."""
 
-        def work(p):
-            r = _open_run(
-                run,
-                data=None,
-                format=None,
-                mode=None,
-                preset=None,
-                gt_ratio=None,
-                seed=None,
-                device=device,
-                progress=p,
-            )
+        def work(r, p):
             return r._timed("amm", lambda pr: r.amm(pr, only_round=round), p)
 
-        result = _run_cli(work)
+        result = _run_on(run, work, device=device)
         typer.echo(
             format_summary(
                 {
@@ -277,22 +277,11 @@ def register(app: typer.Typer) -> None:
     def evaluate(run: Path = RUN_OPT, device: str = DEVICE_OPT) -> None:
         """Recall@1/5/10/1% of a run's selected model on the evaluation split."""
 
-        def work(p):
-            r = _open_run(
-                run,
-                data=None,
-                format=None,
-                mode=None,
-                preset=None,
-                gt_ratio=None,
-                seed=None,
-                device=device,
-                progress=p,
-            )
+        def work(r, p):
             r._timed("evaluate", r.evaluate, p)
             return r.write_report()
 
-        report = _run_cli(work)
+        report = _run_on(run, work, device=device)
         typer.echo(format_summary(report))
 
     @app.command("demo")

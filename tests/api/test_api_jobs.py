@@ -67,8 +67,10 @@ def test_list_filters_and_pagination(client, auth, tiny_dataset):
         for i, t in enumerate(["project", "cold_start", "project"])
     ]
     page = client.get("/api/v1/jobs", params={"limit": 2, "offset": 0}).json()
-    assert page["total"] == 3 and [j["id"] for j in page["items"]] == ids[::-1][:2]
+    # 4: the dataset's own (SUCCEEDED) register job comes first
+    assert page["total"] == 4 and [j["id"] for j in page["items"]] == ids[::-1][:2]
     assert client.get("/api/v1/jobs", params={"type": "project"}).json()["total"] == 2
+    assert client.get("/api/v1/jobs", params={"type": "register"}).json()["total"] == 1
     assert client.get("/api/v1/jobs", params={"state": "QUEUED"}).json()["total"] == 3
     assert client.get("/api/v1/jobs", params={"dataset_id": 999}).json()["total"] == 0
     assert_problem(client.get("/api/v1/jobs", params={"state": "DONE"}), 422, "query.state")

@@ -86,7 +86,8 @@ def test_page_is_served_as_html_with_a_strict_policy(client: TestClient, path: s
     assert config["apiBase"] == "/api/v1"
     assert config["publicReads"] is True
     offered = {t["value"]: t["needsModel"] for t in config["jobTypes"]}
-    assert offered == {t.value: t.needs_model for t in JobType if t is not JobType.SYNTHETIC}
+    assert offered == {t.value: t.needs_model for t in JobType if not t.creates_dataset}
+    assert "register" not in offered and "synthetic" not in offered
 
 
 def test_every_asset_the_page_loads_is_served_with_its_content_type(client: TestClient) -> None:

@@ -1,7 +1,8 @@
 """Bad input the API tests of tests/api do not cover yet: every answer is a 4xx
-problem+json naming the field and what to do, and nothing stored is lost (row counts and
-the stored rows are the same before and after). Ends with a bounded property-based fuzz of
-the JSON endpoints (hypothesis)."""
+problem+json naming the field and what to do (a dataset that only its registration job can
+read ends that job FAILED, naming the file), and nothing stored is lost (row counts and the
+stored rows are the same before and after). Ends with a bounded property-based fuzz of the
+JSON endpoints (hypothesis)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from PIL import Image
-from service_fixtures import assert_problem, make_folder_dataset
+from service_fixtures import assert_problem, make_folder_dataset, register_dataset
 
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import Base, Model, RetrievalIndex
@@ -50,8 +51,13 @@ def stored(client, auth, tiny_dataset, service_settings):
     before = snapshot(database)
     assert before["datasets"] and before["jobs"] and before["indexes"]
 
-    def unchanged() -> None:
-        assert snapshot(database) == before
+    def unchanged(*, new_jobs: bool = False) -> None:
+        """Every stored row is as it was (with ``new_jobs``, jobs may have been added)."""
+        after = snapshot(database)
+        if new_jobs:
+            assert set(before["jobs"]) <= set(after["jobs"])
+            after["jobs"] = before["jobs"]
+        assert after == before
 
     yield unchanged
     database.dispose()
@@ -74,19 +80,27 @@ def test_bad_datasets_are_refused_naming_the_problem(client, auth, service_setti
     split.write_text(split.read_text() + "only-one-column\n")
     make_folder_dataset(root / "folder")
 
-    def register(name: str, path: str, fmt: str):
+    def register(name: str, path: str, fmt: str) -> dict:
+        """The finished registration job (run in this process)."""
         body = {"name": name, "path": path, "format": fmt}
+        job = register_dataset(client, auth, body, settings=service_settings)
+        assert job["state"] == "FAILED" and "Traceback" not in job["error"], job
+        return job
+
+    def refused(path: str):
+        body = {"name": "w", "path": path, "format": "folder"}
         return client.post("/api/v1/datasets", json=body, headers=auth)
 
-    empty = assert_problem(register("e", "empty", "folder"), 422, "empty")
-    assert "folder layout" in empty["detail"]
-    malformed = assert_problem(register("m", "malformed", "cvusa"), 422, "train-19zl.csv")
-    assert "only-one-column" in malformed["detail"] or ":5" in malformed["detail"], malformed
-    assert_problem(register("w", "cvusa", "vigor"), 422, "vigor layout")
-    assert_problem(register("w", "folder", "cvact"), 422, "cvact layout")
-    assert_problem(register("w", "folder/../../..", "folder"), 422, "body.path")
-    assert_problem(register("w", "/etc", "folder"), 422, "outside the allowed data roots")
-    stored()
+    empty = register("e", "empty", "folder")["error"]
+    assert "empty" in empty and "folder layout" in empty
+    malformed = register("m", "malformed", "cvusa")["error"]
+    assert "train-19zl.csv" in malformed
+    assert "only-one-column" in malformed or ":5" in malformed, malformed
+    assert "vigor layout" in register("w", "cvusa", "vigor")["error"]
+    assert "cvact layout" in register("w", "folder", "cvact")["error"]
+    assert_problem(refused("folder/../../.."), 422, "body.path")
+    assert_problem(refused("/etc"), 422, "outside the allowed data roots")
+    stored(new_jobs=True)  # the FAILED registration jobs, and no dataset
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from processes import TERMINAL, poll_job, start_worker, stop_process
-from service_fixtures import API_TOKEN
+from service_fixtures import API_TOKEN, register_dataset, registered
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import Database, upgrade_database
@@ -37,9 +37,7 @@ def test_stage_error_fails_only_its_job_and_names_the_file(settings, tmp_path):
             ids = {}
             for name in ("good", "bad"):
                 body = {"name": name, "path": name, "format": "cvusa"}
-                response = client.post("/api/v1/datasets", json=body, headers=AUTH)
-                assert response.status_code == 201, response.text
-                ids[name] = response.json()["id"]
+                ids[name] = registered(client, register_dataset(client, AUTH, body))["id"]
             # Registered fine; then a panorama is truncated on disk before the job reads it.
             victim = sorted((root / "bad" / "streetview").rglob("*.jpg"))[0]
             victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
@@ -85,7 +83,7 @@ def test_concurrent_starts_on_one_run_folder_give_one_202_and_409s(client, auth,
     for thread in threads:
         thread.join()
     assert sorted(results) == [202] + [409] * 5, results
-    jobs = client.get("/api/v1/jobs").json()
+    jobs = client.get("/api/v1/jobs", params={"type": "cold_start"}).json()
     assert jobs["total"] == 1 and jobs["items"][0]["state"] == "QUEUED"
 
 

@@ -10,7 +10,13 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from processes import TERMINAL, RedisServer, poll_job, start_worker, stop_process, wait_for
-from service_fixtures import API_TOKEN, assert_problem, make_folder_dataset
+from service_fixtures import (
+    API_TOKEN,
+    assert_problem,
+    make_folder_dataset,
+    register_dataset,
+    registered,
+)
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import upgrade_database
@@ -39,7 +45,7 @@ def test_queued_jobs_survive_a_broker_restart(settings, tmp_path):
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
             body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            dataset_id = client.post("/api/v1/datasets", json=body, headers=AUTH).json()["id"]
+            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
 
             def start(run_name: str):
                 job = {"type": "cold_start", "dataset_id": dataset_id}
@@ -54,7 +60,7 @@ def test_queued_jobs_survive_a_broker_restart(settings, tmp_path):
             redis.kill()
             began = time.monotonic()
             listed = client.get("/api/v1/jobs")  # reads need only the database
-            assert listed.status_code == 200 and listed.json()["total"] == 3
+            assert listed.status_code == 200 and listed.json()["total"] == 4  # + register
             assert client.get(f"/api/v1/jobs/{ids[1]}").status_code == 200
             ready = assert_problem(client.get("/readyz"), 503, "broker")
             assert not ready["checks"]["broker"]["ok"] and ready["checks"]["database"]["ok"]

@@ -9,7 +9,14 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from processes import TERMINAL, poll_job, start_worker, stop_process, wait_for
-from service_fixtures import API_TOKEN, assert_problem, empty_tables, make_folder_dataset
+from service_fixtures import (
+    API_TOKEN,
+    assert_problem,
+    empty_tables,
+    make_folder_dataset,
+    register_dataset,
+    registered,
+)
 from tcp_proxy import TcpProxy
 
 from ucvgl.api.main import create_app
@@ -41,7 +48,7 @@ def test_database_outage_is_503_then_recovers_without_restart(
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
             body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            dataset_id = client.post("/api/v1/datasets", json=body, headers=AUTH).json()["id"]
+            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
             job = {"type": "cold_start", "dataset_id": dataset_id}
             job_id = client.post("/api/v1/jobs", json=job, headers=AUTH).json()["id"]
             poll_job(client, job_id, {"RUNNING"}, 30)

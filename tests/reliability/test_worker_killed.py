@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from fastapi.testclient import TestClient
 from processes import TERMINAL, poll_job, start_worker, stop_process, wait_for
-from service_fixtures import API_TOKEN
+from service_fixtures import API_TOKEN, register_dataset, registered
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import upgrade_database
@@ -61,9 +61,7 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
     try:
         with TestClient(create_app(service)) as client:
             body = {"name": "world", "path": "world", "format": "cvusa"}
-            dataset = client.post("/api/v1/datasets", json=body, headers=AUTH)
-            assert dataset.status_code == 201, dataset.text
-            dataset_id = dataset.json()["id"]
+            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
             params = {"mode": "unsupervised", "preset": "tiny", "device": "cpu"}
             job = {"type": "pipeline", "dataset_id": dataset_id, "params": params}
             started = client.post("/api/v1/jobs", json=job, headers=AUTH)

@@ -6,9 +6,11 @@ test session, emptied between tests, dropped at the end; skipped when unreachabl
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -129,14 +131,70 @@ def client(service_settings: Settings) -> Iterator:
         yield test_client
 
 
+TERMINAL_STATES = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def run_job_here(settings: Settings, job_id: int) -> str:
+    """Run a queued ``register``/``synthetic`` job with the worker's task body in this
+    process (API tests have no worker; the worker tests start real ones). Returns its state."""
+    from ucvgl.shared.db import Database
+    from ucvgl.worker.tasks import execute_job
+
+    def no_runner(*args: Any) -> dict:
+        raise AssertionError("a job that creates a dataset does not use the pipeline runner")
+
+    database = Database.from_settings(settings)
+    try:
+        state = execute_job(
+            job_id, database=database, settings=settings, runner=no_runner, hostname="test@here"
+        )
+    finally:
+        database.dispose()
+    return state.value
+
+
+def register_dataset(
+    client, auth, body: dict, *, settings: Settings | None = None, timeout_s: float = 60.0
+) -> dict:
+    """``POST /datasets`` (202 + a ``register`` job) and wait for the job to end.
+
+    With ``settings`` the job runs in this process (:func:`run_job_here`); without, a running
+    worker must take it. Returns the finished job as ``GET /jobs/{id}`` shows it.
+    """
+    response = client.post("/api/v1/datasets", json=body, headers=auth)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["type"] == "register" and job["state"] == "QUEUED", job
+    assert response.headers["location"] == f"/api/v1/jobs/{job['id']}"
+    assert int(response.headers["retry-after"]) > 0
+    if settings is not None:
+        run_job_here(settings, job["id"])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.get(f"/api/v1/jobs/{job['id']}", headers=auth).json()
+        if job["state"] in TERMINAL_STATES:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"register job still {job['state']} after {timeout_s} s: {job}")
+        time.sleep(0.2)
+
+
+def registered(client, job: dict) -> dict:
+    """The dataset a SUCCEEDED ``register`` job recorded, as ``GET /datasets/{id}`` shows it."""
+    assert job["state"] == "SUCCEEDED", job
+    dataset_id = job["result"]["dataset_id"]
+    assert job["dataset_id"] == dataset_id and job["links"]["dataset"].endswith(f"/{dataset_id}")
+    response = client.get(f"/api/v1/datasets/{dataset_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @pytest.fixture
 def tiny_dataset(client, auth, service_settings) -> dict:
     """A registered tiny folder dataset (4 pairs), as the API returns it."""
     make_folder_dataset(service_settings.data_roots[0] / "tiny")
     body = {"name": "tiny", "path": "tiny", "format": "folder"}
-    response = client.post("/api/v1/datasets", json=body, headers=auth)
-    assert response.status_code == 201, response.text
-    return response.json()
+    return registered(client, register_dataset(client, auth, body, settings=service_settings))
 
 
 def assert_problem(response, status: int, *needles: str) -> dict:

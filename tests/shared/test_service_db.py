@@ -146,6 +146,8 @@ def test_job_states_and_queues():
     }
     assert set(JobState.active()) == {JobState.PENDING, JobState.QUEUED, JobState.RUNNING}
     assert JobType.PROJECT.queue is Queue.CPU and JobType.INDEX.queue is Queue.CPU
+    assert JobType.REGISTER.queue is Queue.CPU and JobType.SYNTHETIC.queue is Queue.CPU
+    assert {t for t in JobType if t.creates_dataset} == {JobType.SYNTHETIC, JobType.REGISTER}
     assert JobType.COLD_START.queue is Queue.GPU and JobType.PIPELINE.queue is Queue.GPU
 
 

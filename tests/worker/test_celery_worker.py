@@ -6,7 +6,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from service_fixtures import make_folder_dataset
+from service_fixtures import make_folder_dataset, register_dataset, registered
 from worker_process import start_worker, stop_worker
 
 from ucvgl.api.main import create_app
@@ -37,15 +37,20 @@ def free_redis_db() -> int | None:
 
 
 def run_scenario(settings, auth, tmp_path) -> None:
-    """Register a dataset, run a pipeline job to SUCCEEDED, cancel a long job."""
+    """Register a dataset (and fail a broken one), run a pipeline job to SUCCEEDED, cancel a
+    long job."""
     make_folder_dataset(settings.data_roots[0] / "tiny")
+    broken = make_folder_dataset(settings.data_roots[0] / "broken")
+    (broken / "satellite" / "s002.png").unlink()
     worker = start_worker(settings, tmp_path / "worker.log", FAKE_RUNNER_SLOW_TYPES="cold_start")
     try:
         with TestClient(create_app(settings)) as client:
             body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            ds = client.post("/api/v1/datasets", json=body, headers=auth)
-            assert ds.status_code == 201, ds.text
-            ds_id = ds.json()["id"]
+            ds_id = registered(client, register_dataset(client, auth, body))["id"]
+            bad = {"name": "broken", "path": "broken", "format": "folder"}
+            failed = register_dataset(client, auth, bad)
+            assert failed["state"] == "FAILED" and "s002" in failed["error"], failed
+            assert client.get("/api/v1/datasets").json()["total"] == 1
             ready = client.get("/readyz")
             assert ready.status_code == 200, ready.text
             started = client.post(

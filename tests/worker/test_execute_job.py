@@ -191,3 +191,17 @@ def test_index_rows_recorded_twice_before_are_both_updated(service_settings):
         # the same folder indexed by another model is another index
         assert record_index(s, other.id, index_dir).id not in {r.id for r in rows}
     db.dispose()
+
+
+def test_register_job_outside_the_workers_data_roots_fails(service_settings, tmp_path):
+    outside = make_folder_dataset(tmp_path / "elsewhere")
+    db = Database.from_settings(service_settings)
+    params = {"name": "x", "path": str(outside), "format": "folder", "skip_invalid": False}
+    with db.session() as s:
+        job = Job(type="register", parameters=params, run_dir=str(outside), state=JobState.QUEUED)
+        s.add(job)
+    assert _run(db, service_settings, job.id) is JobState.FAILED
+    with db.sessions() as s:
+        assert "outside this worker's data roots" in s.get(Job, job.id).error
+        assert s.scalar(sa.select(sa.func.count()).select_from(Dataset)) == 0
+    db.dispose()

@@ -60,7 +60,7 @@ def page_config(public_reads: bool) -> dict[str, Any]:
         "jobTypes": [
             {"value": t.value, "needsModel": t.needs_model}
             for t in JobType
-            if t is not JobType.SYNTHETIC
+            if not t.creates_dataset  # started from /datasets, not the job form
         ],
         "jobStates": [s.value for s in JobState],
         "terminalStates": [s.value for s in JobState if s.is_terminal()],

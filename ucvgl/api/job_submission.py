@@ -2,10 +2,11 @@
 
 Every job writes to a run folder: ``<work_dir>/runs/dataset-<id>/<run_name>`` (run_name
 from ``params['run_name']``, default ``default``), the model's own run folder for
-``evaluate``/``index``, or the dataset folder being generated for ``synthetic``. A second
-job whose run folder already has an active (PENDING/QUEUED/RUNNING) job is refused with
-409: the API locks the dataset row, checks, and inserts in one transaction, and a partial
-unique index on ``jobs.run_dir`` over active states backs the check in the database.
+``evaluate``/``index``, the dataset folder being generated for ``synthetic`` or read for
+``register``. A second job whose run folder already has an active (PENDING/QUEUED/RUNNING)
+job is refused with 409: the API locks the dataset row, checks, and inserts in one
+transaction, and a partial unique index on ``jobs.run_dir`` over active states backs the
+check in the database.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from ucvgl.shared.models import Dataset, Job, Model, utcnow
 from ucvgl.shared.schemas import NAME_PATTERN
 
 RETRY_AFTER_S = 2
+DATASET_ROUTES = {
+    JobType.SYNTHETIC: "POST /api/v1/datasets/synthetic",
+    JobType.REGISTER: "POST /api/v1/datasets",
+}
+"""Where the jobs that create a dataset are started (not ``POST /jobs``)."""
 
 
 def run_dir_for(settings: Settings, dataset: Dataset, params: dict[str, Any]) -> Path:
@@ -40,7 +46,15 @@ def run_dir_for(settings: Settings, dataset: Dataset, params: dict[str, Any]) ->
 
 
 def validate_params(job_type: JobType, params: dict[str, Any]) -> dict[str, Any]:
-    """Check ``params`` with the pipeline's own validator (422 naming the field)."""
+    """Check ``params`` with the pipeline's own validator (422 naming the field).
+
+    A job type that creates a dataset is refused (422 on ``body.type``): its request body is
+    validated by its own route, see :data:`DATASET_ROUTES`.
+    """
+    if job_type.creates_dataset:
+        raise field_problem(
+            "body.type", f"use {DATASET_ROUTES[job_type]} to start a {job_type.value!r} job"
+        )
     from ucvgl.services.pipeline import validate_job_params
     from ucvgl.shared.errors import ConfigError
 

@@ -29,7 +29,11 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 
 
 class JobType(StrEnum):
-    """What a job does. All but ``synthetic`` are run by ``ucvgl.services.pipeline.run_job``."""
+    """What a job does.
+
+    ``synthetic`` and ``register`` create a dataset (started through ``/datasets``, run by the
+    worker itself); the others run ``ucvgl.services.pipeline.run_job`` on a dataset.
+    """
 
     PROJECT = "project"
     CYCLEGAN = "cyclegan"
@@ -41,6 +45,7 @@ class JobType(StrEnum):
     INDEX = "index"
     PIPELINE = "pipeline"
     SYNTHETIC = "synthetic"
+    REGISTER = "register"
 
     @property
     def queue(self) -> Queue:
@@ -52,6 +57,11 @@ class JobType(StrEnum):
         """True when the job reads a trained model (``model_id`` is required)."""
         return self in (JobType.EVALUATE, JobType.INDEX)
 
+    @property
+    def creates_dataset(self) -> bool:
+        """True for the jobs that make a dataset row (started via ``/datasets``, not ``/jobs``)."""
+        return self in (JobType.SYNTHETIC, JobType.REGISTER)
+
 
 class Queue(StrEnum):
     """Celery queues. A worker on a CPU-only machine consumes both."""
@@ -60,7 +70,9 @@ class Queue(StrEnum):
     CPU = "cpu"
 
 
-CPU_JOB_TYPES = frozenset({JobType.PROJECT, JobType.EVALUATE, JobType.INDEX, JobType.SYNTHETIC})
+CPU_JOB_TYPES = frozenset(
+    {JobType.PROJECT, JobType.EVALUATE, JobType.INDEX, JobType.SYNTHETIC, JobType.REGISTER}
+)
 
 
 class DatasetFormat(StrEnum):

@@ -55,7 +55,11 @@ class Page(BaseModel, Generic[T]):
 
 
 class DatasetRegister(BaseModel):
-    """Register a dataset already on disk below one of the configured data roots."""
+    """Register a dataset already on disk below one of the configured data roots (a job).
+
+    The request checks the path and the name; the job loads and validates the dataset and,
+    when it is valid, records it (the job's ``result.dataset_id``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 

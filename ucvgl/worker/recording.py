@@ -3,7 +3,9 @@
 The result of ``ucvgl.services.pipeline.run_job`` is a JSON-able dict. Keys read here:
 ``rounds`` (list of {round, threshold, mutual, labels, correct, margin_histogram,
 labels_path}), ``model_path`` (a trained encoder checkpoint), ``mode``/``preset``,
-``recall`` (dict r1, r5, r10, r1p), ``index_dir`` (a built index with ``manifest.json``).
+``recall`` (dict r1, r5, r10, r1p), ``index_dir`` (a built index with ``manifest.json``),
+``new_dataset`` (the columns of a new Dataset row, from a ``register``/``synthetic`` job;
+read here only, see :data:`RECORD_ONLY_KEYS`).
 
 Recording is idempotent where a job can be run again: a round already recorded for the run
 folder, a checkpoint already known and an index folder already recorded for the model are
@@ -20,11 +22,13 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ucvgl.shared.enums import JobType, TrainingMode
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import (
+    Dataset,
     Job,
     Model,
     PseudoLabel,
@@ -41,6 +45,17 @@ MODE_OF_JOB = {
     JobType.SEMI: TrainingMode.SEMI,
     JobType.SUPERVISED: TrainingMode.SUPERVISED,
 }
+RECORD_ONLY_KEYS = frozenset({"new_dataset"})
+"""Result keys that only carry rows to record; the job's stored ``result`` leaves them out."""
+DATASET_COLUMNS = (
+    "name",
+    "format",
+    "root_path",
+    "counts",
+    "has_ground_truth",
+    "validation_report",
+    "load_options",
+)
 
 
 def json_safe(value: Any) -> Any:
@@ -172,13 +187,15 @@ def _round_recorded(session: Session, job: Job, round_number: int) -> bool:
 def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[str, Any]:
     """Write the rows a result describes; returns ids of what was created (for the job).
 
-    A trained encoder (``model_path``) becomes a Model row, ``recall`` its recall (or,
-    for ``evaluate``, the recall of the job's model), each new entry of ``rounds`` a round
-    with its labels, and an ``index_dir`` the index of the job's (or the new) model
-    (updated when that folder is already recorded for the model).
+    A ``new_dataset`` becomes a Dataset row (the job's ``dataset_id``), a trained encoder
+    (``model_path``) a Model row, ``recall`` its recall (or, for ``evaluate``, the recall of
+    the job's model), each new entry of ``rounds`` a round with its labels, and an
+    ``index_dir`` the index of the job's (or the new) model (updated when already recorded).
     """
     created: dict[str, Any] = {}
     job_type = JobType(job.type)
+    if job_type.creates_dataset and isinstance(result.get("new_dataset"), dict):
+        created["dataset_id"] = record_dataset(session, job, result["new_dataset"]).id
     model_id = job.model_id
     model_path = result.get("model_path")
     if model_path and Path(model_path).is_file() and job.dataset_id is not None:
@@ -198,6 +215,30 @@ def record_result(session: Session, job: Job, result: dict[str, Any]) -> dict[st
     if index_dir and Path(index_dir).is_dir() and model_id is not None:
         created["index_id"] = record_index(session, model_id, Path(index_dir)).id
     return created
+
+
+def record_dataset(session: Session, job: Job, values: dict[str, Any]) -> Dataset:
+    """Insert the Dataset row a ``register``/``synthetic`` job made and link it to the job.
+
+    Raises:
+        UcvglError: the name was taken while the job ran (nothing is written).
+    """
+    unknown = sorted(set(values) - set(DATASET_COLUMNS))
+    missing = [k for k in ("name", "format", "root_path") if k not in values]
+    if unknown or missing:
+        raise UcvglError(f"job {job.id}: bad dataset record (unknown {unknown}, missing {missing})")
+    row = Dataset(**json_safe(values))
+    try:
+        with session.begin_nested():  # a savepoint: the failed insert leaves nothing behind
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise UcvglError(
+            f"a dataset named {values['name']!r} already exists (registered while this job "
+            "was queued or running); nothing was recorded: register it under another name"
+        ) from None
+    job.dataset_id = row.id
+    return row
 
 
 def record_index(session: Session, model_id: int, index_dir: Path) -> RetrievalIndex:

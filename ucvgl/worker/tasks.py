@@ -3,7 +3,9 @@
 ``ucvgl.run_job(job_id)`` loads the job row, marks it RUNNING, runs the job through the
 configured runner (``ucvgl.services.pipeline.run_job`` by default) with a
 :class:`JobProgress`, records rounds/labels/models/indexes from the result and marks the
-job SUCCEEDED, FAILED or CANCELLED. The job row is the source of truth.
+job SUCCEEDED, FAILED or CANCELLED. The job row is the source of truth. The jobs that make
+a dataset (``synthetic``, ``register``) are run here instead of by the runner; their Dataset
+row is written in the same transaction that marks the job SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from sqlalchemy.exc import OperationalError
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
 from ucvgl.shared.enums import JobState, JobType
-from ucvgl.shared.errors import JobCancelled
+from ucvgl.shared.errors import ConfigError, DatasetError, JobCancelled, UcvglError
 from ucvgl.shared.models import Dataset, Job, Model, utcnow
 from ucvgl.worker.heartbeat import install_heartbeat
 from ucvgl.worker.job_progress import JobProgress
 from ucvgl.worker.reaper import JobHeartbeat, job_heartbeat_interval
-from ucvgl.worker.recording import json_safe, record_result
+from ucvgl.worker.recording import RECORD_ONLY_KEYS, json_safe, record_result
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +118,23 @@ def _start(
         return job, job.dataset, job.model
 
 
-def _run_synthetic(
-    database: Database, settings: Settings, job: Job, progress: JobProgress
+def dataset_record(
+    dataset: Any, name: str, fmt: str, root: Path, load_options: dict[str, Any]
 ) -> dict[str, Any]:
-    """Generate a synthetic world under the first data root and register it."""
+    """The columns of the Dataset row of a loaded ``dataset`` (see ``record_dataset``)."""
+    return {
+        "name": name,
+        "format": fmt,
+        "root_path": str(root),
+        "counts": json_safe(dataset.counts()),
+        "has_ground_truth": bool(dataset.has_ground_truth),
+        "validation_report": json_safe(dataset.report.to_dict()),
+        "load_options": load_options,
+    }
+
+
+def _run_synthetic(settings: Settings, job: Job, progress: JobProgress) -> dict[str, Any]:
+    """Generate a synthetic world under the first data root; its row comes with the result."""
     from ucvgl.services.datasets import load_dataset
     from ucvgl.services.synth import generate_world
 
@@ -136,20 +151,49 @@ def _run_synthetic(
         workers=1,  # a Celery pool process may not fork rendering processes of its own
         progress=progress,
     )
-    dataset = load_dataset(Path(root), p["format"], name=p["name"])
-    with database.session() as session:
-        row = Dataset(
-            name=p["name"],
-            format=p["format"],
-            root_path=str(Path(root).resolve()),
-            counts=json_safe(dataset.counts()),
-            has_ground_truth=bool(dataset.has_ground_truth),
-            validation_report=json_safe(dataset.report.to_dict()),
+    root = Path(root).resolve()
+    dataset = load_dataset(root, p["format"], name=p["name"])
+    return {
+        "new_dataset": dataset_record(dataset, p["name"], p["format"], root, {}),
+        "root": str(root),
+    }
+
+
+def _below_data_roots(settings: Settings, path: Path) -> Path:
+    """``path`` resolved; it must lie below one of this worker's data roots."""
+    roots = [root.resolve() for root in settings.data_roots]
+    resolved = path.resolve()
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise ConfigError(
+            f"{resolved} is outside this worker's data roots ({allowed}); give the worker "
+            "the same UCVGL_DATA_ROOTS as the API"
         )
-        session.add(row)
-        session.flush()
-        session.execute(sa.update(Job).where(Job.id == job.id).values(dataset_id=row.id))
-        return {"dataset_id": row.id, "root": str(root)}
+    return resolved
+
+
+def _run_register(settings: Settings, job: Job, progress: JobProgress) -> dict[str, Any]:
+    """Load and validate a dataset already on disk; its row comes with the result.
+
+    Raises:
+        DatasetError: the folder does not match the format, naming the file or field.
+    """
+    from ucvgl.services.datasets import load_dataset
+
+    p = job.parameters
+    fmt, load_options = str(p["format"]), {"skip_invalid": bool(p.get("skip_invalid", False))}
+    root = _below_data_roots(settings, Path(p["path"]))
+    progress.update("loading dataset", 0.0, str(root))
+    try:
+        dataset = load_dataset(root, fmt, name=p["name"], progress=progress, **load_options)
+    except JobCancelled:
+        raise
+    except (UcvglError, ValueError, KeyError, OSError) as exc:
+        raise DatasetError(f"the dataset at {root} does not match the {fmt} layout: {exc}") from exc
+    return {
+        "new_dataset": dataset_record(dataset, p["name"], fmt, root, load_options),
+        "root": str(root),
+    }
 
 
 def execute_job(
@@ -186,7 +230,9 @@ def _execute_started(
     try:
         progress.check_cancelled()
         if job.type == JobType.SYNTHETIC:
-            result = _run_synthetic(database, settings, job, progress)
+            result = _run_synthetic(settings, job, progress)
+        elif job.type == JobType.REGISTER:
+            result = _run_register(settings, job, progress)
         else:
             if dataset_row is None:
                 raise ValueError(f"job {job_id} has no dataset")
@@ -204,7 +250,8 @@ def _execute_started(
             if row.state.is_terminal():  # cancelled in the meantime: keep it so
                 return row.state
             created = record_result(session, row, result)
-            row.result = {**result, **created}
+            kept = {k: v for k, v in result.items() if k not in RECORD_ONLY_KEYS}
+            row.result = {**kept, **created}
             row.state, row.progress, row.finished_at = JobState.SUCCEEDED, 1.0, utcnow()
             row.heartbeat_at, row.stage = utcnow(), "done"
         return JobState.SUCCEEDED

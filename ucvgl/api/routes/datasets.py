@@ -1,4 +1,11 @@
-"""Datasets: register one already on disk, generate a synthetic one, list, read."""
+"""Datasets: register one already on disk, generate a synthetic one (both jobs), list, read.
+
+Registering only checks the cheap things in the request (the path is a folder below a data
+root, the name is free); a worker then loads and validates the whole dataset, which takes
+minutes for 100k-1M images, and records the Dataset row when it is valid (the job's
+``result.dataset_id``). An invalid dataset ends the job FAILED, its ``error`` naming the file
+or field, and records nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy.exc import IntegrityError
 
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, SettingsDep, TokenDep
-from ucvgl.api.job_submission import RETRY_AFTER_S, create_job, get_or_404
+from ucvgl.api.job_submission import create_job, get_or_404
 from ucvgl.api.presenters import API, job_read
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
+from ucvgl.api.routes.jobs import accepted
 from ucvgl.shared.config import Settings
-from ucvgl.shared.enums import JobType
-from ucvgl.shared.errors import UcvglError
-from ucvgl.shared.models import Dataset
+from ucvgl.shared.enums import JobState, JobType
+from ucvgl.shared.models import Dataset, Job
 from ucvgl.shared.schemas import (
     DatasetRead,
     DatasetRegister,
@@ -23,7 +29,6 @@ from ucvgl.shared.schemas import (
     Page,
     SyntheticDatasetCreate,
 )
-from ucvgl.worker.recording import json_safe
 
 router = APIRouter(
     prefix=f"{API}/datasets", tags=["datasets"], responses=problem_responses(401, 404, 422)
@@ -47,57 +52,66 @@ def resolve_under_data_roots(settings: Settings, path_text: str, field: str) -> 
 
 
 def _check_name_free(session: SessionDep, name: str) -> None:
+    """409 when a dataset has ``name`` or an active job is creating one with it.
+
+    The worker checks again when it inserts the row (the unique name), so two requests that
+    pass here at the same time end in one dataset and one FAILED job.
+    """
     if session.scalar(sa.select(Dataset.id).where(Dataset.name == name)) is not None:
         raise ApiProblem(409, f"a dataset named {name!r} already exists; choose another name")
+    creating = session.scalars(
+        sa.select(Job).where(
+            Job.type.in_([t.value for t in JobType if t.creates_dataset]),
+            Job.state.in_(JobState.active()),
+        )
+    ).all()
+    for job in creating:
+        if (job.parameters or {}).get("name") == name:
+            raise ApiProblem(
+                409,
+                f"job {job.id} ({job.type}, {job.state}) is already creating a dataset named "
+                f"{name!r}; wait for it or choose another name",
+                extra={"conflicting_job_id": job.id},
+            )
+
+
+DATASET_JOB_CONFLICTS = problem_responses(
+    409,
+    503,
+    d409="The name is taken (by a dataset or an active job creating one), or another job is "
+    "active on the same folder.",
+)
 
 
 @router.post(
     "",
-    response_model=DatasetRead,
-    status_code=status.HTTP_201_CREATED,
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
     dependencies=[ReadAccess],
+    responses=DATASET_JOB_CONFLICTS,
 )
 def register_dataset(
     body: DatasetRegister,
     session: SessionDep,
     settings: SettingsDep,
+    queue: JobQueueDep,
     _: TokenDep,
     response: Response,
-) -> Dataset:
-    """Register a dataset already on disk, after validating its layout."""
+) -> JobRead:
+    """Register a dataset already on disk: a job validates it and records it (202 + Location)."""
     root = resolve_under_data_roots(settings, body.path, "body.path")
     if not root.is_dir():
         raise field_problem("body.path", f"{root} is not an existing folder")
     _check_name_free(session, body.name)
-    from ucvgl.services.datasets import load_dataset
-
-    try:
-        dataset = load_dataset(
-            root, body.format.value, skip_invalid=body.skip_invalid, name=body.name
-        )
-    except (UcvglError, ValueError, KeyError, OSError) as exc:
-        raise ApiProblem(
-            422,
-            f"the dataset at {root} does not match the {body.format.value} layout: {exc}",
-            title="Invalid dataset",
-        ) from exc
-    row = Dataset(
-        name=body.name,
-        format=body.format.value,
-        root_path=str(root),
-        counts=json_safe(dataset.counts()),
-        has_ground_truth=bool(dataset.has_ground_truth),
-        validation_report=json_safe(dataset.report.to_dict()),
-        load_options={"skip_invalid": body.skip_invalid},
+    job = create_job(
+        session,
+        queue,
+        job_type=JobType.REGISTER,
+        params={**body.model_dump(mode="json"), "path": str(root)},
+        run_dir=root,
     )
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise ApiProblem(409, f"a dataset named {body.name!r} already exists") from None
-    response.headers["Location"] = f"{API}/datasets/{row.id}"
-    return row
+    accepted(response, job.id)
+    return job_read(job)
 
 
 @router.post(
@@ -105,6 +119,7 @@ def register_dataset(
     response_model=JobRead,
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[ReadAccess],
+    responses=DATASET_JOB_CONFLICTS,
 )
 def create_synthetic_dataset(
     body: SyntheticDatasetCreate,
@@ -126,8 +141,7 @@ def create_synthetic_dataset(
         params=body.model_dump(mode="json"),
         run_dir=out,
     )
-    response.headers["Location"] = f"{API}/jobs/{job.id}"
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    accepted(response, job.id)
     return job_read(job)
 
 

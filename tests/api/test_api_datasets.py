@@ -60,7 +60,8 @@ def test_registration_is_a_job_that_records_the_dataset(client, auth, service_se
         client.post("/api/v1/datasets", json=body, headers=auth), 409, f"job {job['id']}", "'big'"
     )
     other = {**body, "name": "big2"}
-    assert_problem(client.post("/api/v1/datasets", json=other, headers=auth), 409, "big")
+    busy = assert_problem(client.post("/api/v1/datasets", json=other, headers=auth), 409, "big")
+    assert busy["conflicting_job_id"] == job["id"] and "run_name" not in busy["detail"]
     assert run_job_here(service_settings, job["id"]) == "SUCCEEDED"
     done = client.get(f"/api/v1/jobs/{job['id']}").json()
     assert done["progress"] == 1.0 and done["result"]["root"] == str(root.resolve())

@@ -67,11 +67,14 @@ def validate_params(job_type: JobType, params: dict[str, Any]) -> dict[str, Any]
     return params
 
 
-def _conflict(run_dir: str, other: Job) -> ApiProblem:
+def _conflict(run_dir: str, other: Job, job_type: JobType) -> ApiProblem:
+    advice = "wait for it, cancel it, or choose another params.run_name"
+    if job_type.creates_dataset:  # a dataset folder has no run_name to change
+        advice = "wait for it or cancel it"
     return ApiProblem(
         409,
         f"job {other.id} ({other.type}, {other.state}) is still active on run folder {run_dir}; "
-        "wait for it, cancel it, or choose another params.run_name",
+        f"{advice}",
         extra={"conflicting_job_id": other.id},
     )
 
@@ -103,7 +106,7 @@ def create_job(
             sa.select(Job).where(Job.run_dir == run_dir_text, Job.state.in_(JobState.active()))
         ).first()
         if other is not None:
-            raise _conflict(run_dir_text, other)
+            raise _conflict(run_dir_text, other, job_type)
         job = Job(
             type=job_type.value,
             parameters=params,

@@ -71,6 +71,17 @@ def test_a_rebuilt_index_gets_a_new_cache_key(database, tiny_dataset):
     assert after.id == before.id and after.cache_key != before.cache_key
 
 
+def test_the_default_index_is_the_most_recently_built(database, tiny_dataset):
+    lookup = IndexLookup(database, ttl_s=0.0)
+    older = add_index(database, tiny_dataset["id"], "/runs/d")
+    newer = add_index(database, tiny_dataset["id"], "/runs/e")
+    assert lookup.fetch(None).id == newer
+    with database.session() as s:  # the older folder is rebuilt: its row keeps its id
+        row = s.get(RetrievalIndex, older)
+        row.created_at = s.get(RetrievalIndex, newer).created_at + timedelta(seconds=1)
+    assert lookup.fetch(None).id == older
+
+
 def test_negative_ttl_is_refused(database):
     with pytest.raises(ValueError, match="ttl_s"):
         IndexLookup(database, ttl_s=-1)

@@ -96,7 +96,10 @@ class IndexLookup:
         if index_id is not None:
             found = found.where(RetrievalIndex.id == index_id)
         else:
-            found = found.order_by(RetrievalIndex.id.desc()).limit(1)
+            # the most recently built (a rebuild keeps its row's id but updates created_at)
+            found = found.order_by(
+                RetrievalIndex.created_at.desc(), RetrievalIndex.id.desc()
+            ).limit(1)
         with self.database.engine.connect() as connection:
             row = connection.execute(found).first()
         if row is None:

@@ -59,8 +59,8 @@ def start_job(
     response: Response,
 ) -> JobRead:
     """Start a job on a dataset; poll the Location it answers with."""
-    if body.type is JobType.SYNTHETIC:
-        raise field_problem("body.type", "use POST /api/v1/datasets/synthetic for 'synthetic'")
+    if body.type.creates_dataset:  # refused before any lookup, whatever the dataset_id
+        validate_params(body.type, {})
     dataset = get_or_404(session, Dataset, body.dataset_id, "dataset")
     model = None
     if body.model_id is not None:

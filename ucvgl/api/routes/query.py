@@ -148,10 +148,12 @@ async def query_tiles(
                 413, f"{len(files)} files in one request; the limit is {settings.max_batch_files}"
             )
         index = lookup.cached(index_id) or await run_in_threadpool(lookup.fetch, index_id)
-        retriever = state.retrievers.peek(index.cache_key)
-        if retriever is None:
-            retriever = await run_in_threadpool(_load_retriever, request, loader, index)
         decode = _decoder(files, settings, heading)
+        retriever = state.retrievers.peek(index.cache_key)
+        if retriever is None:  # first use: uploads are checked before the (slow) load
+            images = await run_in_threadpool(decode)
+            retriever = await run_in_threadpool(_load_retriever, request, loader, index)
+            decode = lambda: images  # noqa: E731 - already decoded
         if isinstance(retriever, BatchingRetriever):  # never block the loop on the forward
             hits = await asyncio.wrap_future(retriever.submit([], k, prepare=decode))
         else:

@@ -75,6 +75,7 @@ def _worker(rank: int, world: int, port: int, out_path: str) -> None:
                 },
                 out_path,
             )
+        dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 

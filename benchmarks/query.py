@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/query.py --requests 24 --concurrency 1,4
 
-Setup (in a temporary folder): a small synthetic world (``generate_world``), an untrained
-model of the ``cpu`` preset's encoder config (ConvNeXt-atto + SAFA, panoramas 128 x 256,
-tiles 128; weights do not change the timing), the run folder ``Retriever.from_run`` reads
-(``model/selected.pt`` and ``index/``, written the way the pipeline's index stage writes
-them), and a migrated SQLite database with the dataset, model and index rows.
+Setup (in a temporary folder, built by a child process): a small synthetic world
+(``generate_world``), an untrained model of a training preset's encoder config
+(``--preset``; default ``cpu``: ConvNeXt-atto + SAFA, panoramas 128 x 256, tiles 128;
+``paper-small``: ConvNeXt-S at 224 x 448; weights do not change the timing), the run folder
+``Retriever.from_run`` reads (``model/selected.pt`` and ``index/``, written the way the
+pipeline's index stage writes them), and a migrated SQLite database with the dataset,
+model and index rows.
 
 The service runs as ``uvicorn`` with ``create_app`` in a subprocess on a free loopback port;
 a loopback ``httpx.AsyncClient`` keeps C requests (one panorama each, k = 5) in flight until
@@ -15,18 +17,18 @@ N have been answered. Per request latency p50/p99 and throughput are reported.
 The bare path runs in this process on the same JPEG bytes: decode + transform + ground
 encoder forward + index search (``Retriever.query`` called directly). At concurrency C it
 is C images in one call, as an ideal batching server would run C waiting requests; at C = 1
-it is one image per call. The bare calls run on one dedicated thread, as the service's
-forwards do: on this 2-core machine forwards on the thread that BUILT the model (here the
-main thread) measured 10-50x slower (150-2,000 ms against 23-60 ms for the same model and
-input; torch's OpenMP intra-op pool), which would flatter the service. Service and bare
-blocks alternate (``--repeats`` times), so a change in the machine's load hits both alike.
-``overhead`` = service p50 / bare p50 - 1.
+it is one image per call. One dedicated thread loads the model and runs every bare call,
+and nothing else in this process runs torch (the setup is a child process): on a CPU a
+second thread that has run torch ops makes every later forward ~2x slower (6.5 against
+12 ms per panorama for the ``cpu`` preset on 2 cores), which would flatter the service.
+Service and bare blocks alternate (``--repeats`` times), so a change in the machine's load
+hits both alike. ``overhead`` = service p50 / bare p50 - 1.
 
-Service variants (``--variants``), all through the real app and route: ``pool`` (as
-shipped on a CPU: 4 worker threads per retriever, one request per forward), ``serial``
-(one such worker thread), ``batched`` (one worker thread merging the requests waiting when
-it is free, up to 32 images per forward: as shipped on a GPU) and ``direct`` (every
-request runs its own forward on a threadpool thread, the earlier behaviour).
+Service variants (``--variants``), all through the real app and route: ``batched`` (as
+shipped: the app's one forward thread loads the model and runs every forward, merging the
+requests waiting when it is free, up to ``UCVGL_QUERY_MAX_BATCH`` images), ``serial`` (the
+same thread, one request per forward) and ``direct`` (no forward thread: each request's
+forward runs on a threadpool thread, the naive design).
 
 Server-side timings come back from the server (``GET /__bench/timings``): time inside the
 app per query request, time of each retriever call (transform + forward + search) and
@@ -55,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import REPO_ROOT, print_table, write_json  # noqa: E402
 
-VARIANTS = ("pool", "serial", "batched", "direct")
+VARIANTS = ("batched", "serial", "direct")
 
 
 # ---------------------------------------------------------------------------- setup
@@ -73,7 +75,7 @@ def build_run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from ucvgl.shared.db import Database, upgrade_database
     from ucvgl.shared.models import Dataset, Model, RetrievalIndex
 
-    preset = PRESETS["cpu"]
+    preset = PRESETS[args.preset]
     world = root / "data" / "world"
     t0 = time.perf_counter()
     generate_world(
@@ -137,12 +139,40 @@ def build_run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     split = dataset.split(next(reversed(dataset.splits)))
     queries = [Path(p) for p in split.ground_paths[: args.queries]]
     return {
-        "world": world,
-        "run_dir": run_dir,
+        "world": str(world),
+        "run_dir": str(run_dir),
         "database_url": database_url,
-        "queries": queries,
+        "queries": [str(q) for q in queries],
         "tiles": len(index),
     }
+
+
+def build_run_in_subprocess(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`build_run` in a child process, so THIS process never runs torch on its main
+    thread: the bare path then has one torch thread, like the server (a second thread
+    that ran torch ops made every forward ~2x slower; see ``ucvgl.api.retrievers``)."""
+    import json
+
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--setup",
+        str(root),
+        "--preset",
+        args.preset,
+        "--format",
+        args.format,
+        "--train",
+        str(args.train),
+        "--val",
+        str(args.val),
+        "--queries",
+        str(args.queries),
+        "--seed",
+        str(args.seed),
+    ]
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True)
+    return json.loads((root / "setup.json").read_text())
 
 
 # ---------------------------------------------------------------------------- server
@@ -174,7 +204,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from ucvgl.api.main import create_app
-    from ucvgl.api.retrievers import BatchingRetriever
+    from ucvgl.api.retrievers import ForwardThread
     from ucvgl.services.retrieval import Retriever
     from ucvgl.shared.config import Settings
 
@@ -190,16 +220,16 @@ def serve(args: argparse.Namespace) -> None:
     timings: dict[str, list] = {"app_s": [], "forward_s": [], "forward_images": []}
 
     def loader(run_dir: Path, device: str):
-        retriever = TimedRetriever(Retriever.from_run(run_dir, device), timings)
-        if args.serve == "direct":
-            return retriever
-        max_batch = 32 if args.serve == "batched" else 1
-        workers = 4 if args.serve == "pool" else 1
-        return BatchingRetriever(
-            retriever, max_batch=max_batch, gather_s=args.gather_ms / 1000.0, workers=workers
-        )
+        return TimedRetriever(Retriever.from_run(run_dir, device), timings)
 
     app.state.retriever_loader = loader
+    if args.serve == "direct":
+        app.state.forward_thread = None
+    else:
+        max_batch = settings.query_max_batch if args.serve == "batched" else 1
+        app.state.forward_thread = ForwardThread(
+            max_batch=max_batch, gather_s=args.gather_ms / 1000.0
+        )
 
     async def timed_app(scope, receive, send):
         if scope["type"] != "http":
@@ -379,7 +409,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=16, help="distinct query panoramas")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="query", help="results/<name>.json")
+    parser.add_argument(
+        "--preset", default="cpu", help="encoder and image sizes of this training preset"
+    )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -391,13 +425,22 @@ def main() -> None:
     if args.serve:
         serve(args)
         return
+    if args.setup:
+        import json
+
+        setup = build_run(Path(args.setup), args)
+        (Path(args.setup) / "setup.json").write_text(json.dumps(setup))
+        return
 
     import torch
 
     from ucvgl.services.retrieval import Retriever
 
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
+    def load_bare(run_dir: Path):
+        if args.torch_threads > 0:
+            torch.set_num_threads(args.torch_threads)
+        return Retriever.from_run(run_dir, args.device)
+
     concurrencies = [int(c) for c in args.concurrency.split(",") if c]
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
@@ -406,11 +449,12 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ucvgl-query-bench-") as tmp:
         root = Path(tmp)
-        setup = build_run(root, args)
-        blobs = [(p.name, p.read_bytes()) for p in setup["queries"]]
-        bare = Retriever.from_run(setup["run_dir"], args.device)
-        # one dedicated thread, like the service's retriever worker (see the docstring)
+        setup = build_run_in_subprocess(root, args)
+        blobs = [(Path(p).name, Path(p).read_bytes()) for p in setup["queries"]]
+        # one dedicated thread loads and runs the bare path: this process's only torch
+        # thread, like the server's forward thread (see the docstring)
         bare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bare")
+        bare = bare_thread.submit(load_bare, Path(setup["run_dir"])).result()
         bare_thread.submit(bare_block, bare, blobs, 2, 1, args.k).result()  # warm-up
         for variant in variants:
             process, base = start_server(variant, root, setup, args)

@@ -19,10 +19,11 @@ class RecordingRetriever:
     """Test double of ``services.retrieval.Retriever``: ranks tiles by mean brightness."""
 
     def __init__(self, tiles: dict[str, float]) -> None:
-        self.tiles, self.seen = tiles, []
+        self.tiles, self.seen, self.threads = tiles, [], []
 
     def query(self, images, k):
         self.seen.append([np.asarray(im) for im in images])
+        self.threads.append(threading.current_thread().name)
         out = []
         for image in images:
             level = float(np.asarray(image).mean())
@@ -69,7 +70,7 @@ def index_id(client, tiny_dataset, service_settings):
     retriever = RecordingRetriever({"dark": 10.0, "mid": 128.0, "bright": 250.0})
 
     def loader(run_dir, device):
-        loads.append((str(run_dir), device))
+        loads.append((str(run_dir), device, threading.current_thread().name))
         return retriever
 
     client.app.dependency_overrides[get_retriever_loader] = lambda: loader
@@ -91,7 +92,9 @@ def test_query_returns_top_k_per_panorama_and_loads_the_index_once(client, index
     ]
     assert b["matches"][0]["satellite_id"] == "dark" and b["matches"][0]["rank"] == 1
     assert b["matches"][0]["file_name"] == "dark.png" and b["matches"][0]["lat"] == 45.0
-    assert client.loads == [("/runs/m", "cpu")]  # loaded once, then cached
+    # loaded once, then cached; the load and every forward ran on the app's one torch thread
+    assert client.loads == [("/runs/m", "cpu", "ucvgl-forward")]
+    assert client.retriever.threads == ["ucvgl-forward"] * 2
 
 
 def test_heading_rolls_the_panorama_north(client, index_id):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ucvgl.api.retrievers import CPU_WORKERS, BatchingRetriever, RetrieverCache
+from ucvgl.api.retrievers import BatchingRetriever, ForwardThread, RetrieverCache
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import Model, RetrievalIndex
 
@@ -54,12 +54,12 @@ def test_waiting_queries_share_one_forward_and_get_their_own_answers():
         assert inner.entered.wait(5)  # the worker is busy with the first request
         rest = [pool.submit(batching.query, images, k) for images, k in [([3, 7], 2), ([9], 4)]]
         deadline = time.monotonic() + 5
-        while batching._queue.qsize() < 2 and time.monotonic() < deadline:
+        while batching.thread._queue.qsize() < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         inner.gate.set()
         answers = [first.result(5)] + [f.result(5) for f in rest]
     assert [c[:2] for c in inner.calls] == [([0], 1), ([3, 7, 9], 4)]  # 2 forwards, max k
-    assert {c[2] for c in inner.calls} == {"ucvgl-retriever"}  # never the caller's thread
+    assert {c[2] for c in inner.calls} == {"ucvgl-forward"}  # never the caller's thread
     assert batching.forwards == 2
     assert [[m["satellite_id"] for m in row] for row in answers[1]] == [["3", "2"], ["7", "6"]]
     assert [m["satellite_id"] for m in answers[2][0]] == ["9", "8", "7", "6"]
@@ -76,7 +76,7 @@ def test_a_failing_request_does_not_fail_the_ones_batched_with_it():
         assert inner.entered.wait(5)
         bad = pool.submit(batching.query, ["bad"], 1)
         good = pool.submit(batching.query, [2], 1)
-        while batching._queue.qsize() < 2:
+        while batching.thread._queue.qsize() < 2:
             time.sleep(0.01)
         inner.gate.set()
         assert first.result(5)[0][0]["satellite_id"] == "5"
@@ -93,10 +93,10 @@ def test_closed_batcher_answers_queued_requests_then_queries_directly():
     assert batching.query([], 3) == []
     assert batching.query([4], 1)[0][0]["satellite_id"] == "4"
     batching.close()
-    batching._threads[0].join(5)
-    assert not batching._threads[0].is_alive()
+    batching.thread.join(5)
+    assert not batching.thread.alive
     assert batching.query([1], 1)[0][0]["satellite_id"] == "1"  # on a thread of its own
-    assert inner.calls[-1][2] not in (threading.current_thread().name, "ucvgl-retriever")
+    assert inner.calls[-1][2] not in (threading.current_thread().name, "ucvgl-forward")
     with pytest.raises(ValueError, match="max_batch"):
         BatchingRetriever(inner, max_batch=0)
 
@@ -121,7 +121,7 @@ def test_prepare_runs_on_the_worker_and_its_failure_answers_only_its_request():
         broken = batching.submit([], 1, prepare=prepare(["undecodable"]))
         empty = batching.submit([], 1, prepare=prepare([]))
         good = batching.submit([], 2, prepare=prepare([2]))
-        while batching._queue.qsize() < 3:
+        while batching.thread._queue.qsize() < 3:
             time.sleep(0.01)
         inner.gate.set()
         assert first.result(5)[0][0]["satellite_id"] == "5"
@@ -129,9 +129,33 @@ def test_prepare_runs_on_the_worker_and_its_failure_answers_only_its_request():
         assert empty.result(5) == []
         with pytest.raises(OSError, match="truncated upload"):
             broken.result(5)
-    assert set(prepared_on) == {"ucvgl-retriever"}
+    assert set(prepared_on) == {"ucvgl-forward"}
     assert [c[0] for c in inner.calls] == [[5], [2]]  # the failed and empty ones never ran
     batching.close()
+
+
+def test_one_thread_serves_several_retrievers_without_mixing_their_requests():
+    first, second = GatedRetriever(), GatedRetriever(tiles=20)
+    thread = ForwardThread(max_batch=8)
+    a, b = BatchingRetriever(first, thread), BatchingRetriever(second, thread)
+    loaded_on = thread.call(lambda: threading.current_thread().name)
+    assert loaded_on.result(5) == "ucvgl-forward"
+    blocker = a.submit([1], 1)
+    assert first.entered.wait(5)  # the thread is busy: the next ones wait in the queue
+    waiting = [a.submit([2], 1), b.submit([15], 1), a.submit([3], 1), b.submit([19], 2)]
+    while thread._queue.qsize() < 4:
+        time.sleep(0.01)
+    second.gate.set()
+    first.gate.set()
+    assert blocker.result(5)[0][0]["satellite_id"] == "1"
+    assert [f.result(5)[0][0]["satellite_id"] for f in waiting] == ["2", "15", "3", "19"]
+    assert [c[0] for c in first.calls] == [[1], [2, 3]]  # a's waiting requests merged
+    assert [c[0] for c in second.calls] == [[15, 19]]  # b's too, never mixed with a's
+    assert a.forwards == 2 and b.forwards == 1
+    assert {c[2] for c in first.calls + second.calls} == {"ucvgl-forward"}
+    thread.close()
+    thread.join(5)
+    assert not thread.alive
 
 
 def test_cache_peek_never_loads():
@@ -258,8 +282,9 @@ def test_model_and_index_load_once_across_many_concurrent_requests(client, real_
     assert load_counts == {"model": 1, "index": 1}
     key = client.app.state.index_lookup.fetch(real_index).cache_key
     retriever = client.app.state.retrievers.get(key, lambda: pytest.fail("reloaded"))
-    assert isinstance(retriever, BatchingRetriever) and retriever.forwards == 11
-    assert retriever.max_batch == 1 and len(retriever._threads) == CPU_WORKERS  # on a CPU
+    assert isinstance(retriever, BatchingRetriever) and 4 <= retriever.forwards <= 11
+    assert retriever.thread is client.app.state.forward_thread  # the app's one torch thread
+    assert retriever.max_batch == client.app.state.settings.query_max_batch
 
 
 def test_a_batch_answers_each_file_in_order_with_k_matches(client, real_index):

@@ -21,7 +21,7 @@ from ucvgl.api.index_lookup import IndexLookup
 from ucvgl.api.job_queue import JobQueue
 from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimiter
 from ucvgl.api.problems import install_problem_handlers
-from ucvgl.api.retrievers import RetrieverCache, load_service_retriever
+from ucvgl.api.retrievers import ForwardThread, RetrieverCache, load_service_retriever
 from ucvgl.api.routes import datasets, health, indexes, jobs, models, query, rounds
 from ucvgl.shared.config import DEFAULT_API_TOKEN, Settings, get_settings
 from ucvgl.shared.db import Database
@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
+            if app.state.forward_thread is not None:
+                app.state.forward_thread.close()
             database.dispose()
 
     app = FastAPI(
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.retrievers = RetrieverCache(RETRIEVER_CACHE_SIZE)
     app.state.index_lookup = IndexLookup(database, settings.query_index_cache_seconds)
     app.state.retriever_loader = load_service_retriever
+    app.state.forward_thread = ForwardThread(max_batch=settings.query_max_batch)
+    """The one thread running the server's torch work (None: each query on a threadpool
+    thread, only for comparisons in ``benchmarks/query.py``)."""
     app.state.query_limiter = ConcurrencyLimiter(settings.max_concurrent_queries_per_client)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)

@@ -1,14 +1,18 @@
-"""Loaded retrievers kept by the server process: a bounded cache and a batching front.
+"""Loaded retrievers kept by the server process: one torch thread, batching, a cache.
 
-* :class:`RetrieverCache`: one retriever per index, loaded once (concurrent first requests
-  wait for a single load), never re-read per request; least-recently-used eviction.
-* :class:`BatchingRetriever`: the forwards of one retriever run on its own worker threads,
-  never on the request threads, and the queries waiting when a worker becomes free can be
-  merged into one forward pass (up to ``max_batch`` images). On a busy CPU the forwards of
-  a threadpool thread that had loaded the model ran 10-50x slower (torch's OpenMP pool;
-  ``benchmarks/query.py`` variant ``direct``: 1,052 ms p50 against 32 ms); dedicated
-  workers never load anything. With ``gather_s = 0`` (the default) nothing waits on
-  purpose, so a lone request pays no batching delay.
+* :class:`ForwardThread`: the ONE thread of a server process that runs torch: every model
+  load and every forward. On a CPU, torch's OpenMP pool gives each thread that runs torch
+  ops its own team of helper threads; once a second thread has run any, every forward in
+  the process measured ~2x slower (ConvNeXt-atto retriever, 2 cores: 6.5 ms per panorama
+  with one torch thread against 12 ms after a forward on a second thread, for good; and
+  10-50x slower on a busy machine when request threads each ran forwards). The queries
+  waiting when the thread becomes free are merged into one forward of up to ``max_batch``
+  images (one request is never split); with ``gather_s = 0`` (the default) nothing waits
+  on purpose, so a lone request pays no batching delay.
+* :class:`BatchingRetriever`: a retriever's front on a :class:`ForwardThread` (its own
+  thread, or the app's shared one).
+* :class:`RetrieverCache`: one retriever per index build, loaded once (concurrent first
+  requests wait for a single load), never re-read per request; least-recently-used eviction.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,136 +39,144 @@ class Retriever(Protocol):
 
 
 RetrieverLoader = Callable[[Path, str], Retriever]
-"""``(run_dir, device) -> Retriever``."""
-
-
-CPU_WORKERS = 4
-"""Forward threads per retriever on a CPU, one request per forward. ``benchmarks/query.py``
-on 2 busy cores, 4 concurrent clients, three runs: 4 workers 115-119 ms p50 and 33-34
-requests/s every time; 1 worker 114-199 ms and 19-31/s; one worker merging the waiting
-requests 97-107 ms in two runs but 262 ms in another (a 4-image forward alone measured
-3-7x a 1-image one there). One client: about 32 ms p50 for all three."""
-
-GPU_MAX_BATCH = 32
-"""Images merged per forward on a GPU (one worker), where a small batch costs about as much
-as one image; not measured by this project yet: run ``benchmarks/query.py --device cuda``."""
+"""``(run_dir, device) -> Retriever``; the app calls it on its :class:`ForwardThread`."""
 
 
 def load_service_retriever(run_dir: Path, device: str) -> Retriever:
-    """Load the real retriever behind a :class:`BatchingRetriever` (imports torch here)."""
+    """Load the real retriever of a run folder (imports torch here, not at API import)."""
     from ucvgl.services.retrieval import Retriever as ServiceRetriever
 
-    retriever = ServiceRetriever.from_run(run_dir, device)
-    if device == "cpu":
-        return BatchingRetriever(retriever, max_batch=1, workers=CPU_WORKERS)
-    return BatchingRetriever(retriever, max_batch=GPU_MAX_BATCH)
+    return ServiceRetriever.from_run(run_dir, device)
 
 
 @dataclass
 class _Request:
+    front: BatchingRetriever
     images: list[Any]
     k: int
     prepare: Callable[[], list[Any]] | None = None
-    """Turns the request's payload into its images on the worker thread (e.g. decoding
+    """Turns the request's payload into its images on the forward thread (e.g. decoding
     uploads); an exception it raises answers this request only."""
     future: Future = field(default_factory=Future)
 
 
-class BatchingRetriever:
-    """Runs the queries of one retriever on its own worker threads, merging waiting ones.
+@dataclass
+class _Call:
+    fn: Callable[[], Any]
+    future: Future = field(default_factory=Future)
+
+
+class ForwardThread:
+    """One thread running torch work in order: calls (loads) and merged query forwards.
 
     Args:
-        retriever: the retriever doing the work (its ``query`` is only ever called from the
-            worker threads).
-        max_batch: stop gathering more requests once this many images are waiting (one
-            request is never split, so a batch may exceed it by one request's images).
+        max_batch: stop gathering more requests of the same retriever once this many
+            images are waiting (one request is never split, so a batch may exceed it by
+            one request's images).
         gather_s: after the first request, wait up to this long for more (0: take only
             those already queued).
-        workers: worker threads taking requests from the queue, each running its own
-            forwards (more than one runs forwards concurrently).
+        name: the thread's name.
     """
 
     def __init__(
-        self,
-        retriever: Retriever,
-        *,
-        max_batch: int = 32,
-        gather_s: float = 0.0,
-        workers: int = 1,
+        self, *, max_batch: int = 32, gather_s: float = 0.0, name: str = "ucvgl-forward"
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if gather_s < 0:
             raise ValueError(f"gather_s must be >= 0, got {gather_s}")
-        self.retriever = retriever
-        self.max_batch = max_batch
-        self.gather_s = gather_s
-        self.forwards = 0
-        """Calls of ``retriever.query`` so far (fewer than requests when batching works)."""
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self.max_batch, self.gather_s = max_batch, gather_s
+        self._queue: queue.SimpleQueue[_Request | _Call | None] = queue.SimpleQueue()
+        self._held: deque[_Request | _Call] = deque()  # taken while gathering, served next
         self._lock = threading.Lock()
         self._closed = False
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self._threads = [
-            threading.Thread(target=self._serve, name="ucvgl-retriever", daemon=True)
-            for _ in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._name = name
+        self._thread: threading.Thread | None = None  # started by the first call or query
 
-    def query(self, images: list[Any], k: int) -> Hits:
-        """Top-``k`` tiles of each image (blocks until the worker has answered)."""
-        return self.submit(images, k).result()
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn()`` on the thread (after the work queued before it); its future."""
+        return self._put(_Call(fn))
 
     def submit(
-        self, images: list[Any], k: int, prepare: Callable[[], list[Any]] | None = None
+        self,
+        front: BatchingRetriever,
+        images: list[Any],
+        k: int,
+        prepare: Callable[[], list[Any]] | None = None,
     ) -> Future:
-        """Queue a query; the future's result is what :meth:`query` returns.
+        """Queue a query of ``front``'s retriever; the future's result is its hits."""
+        return self._put(_Request(front, list(images), int(k), prepare))
 
-        Never runs the forward on the calling thread, so an event loop may call it.
-
-        Args:
-            images: the query images (ignored when ``prepare`` is given).
-            k: tiles per image.
-            prepare: called on the worker thread to produce the images (decoding there
-                saves the request a threadpool round trip); what it raises becomes the
-                future's exception.
-        """
-        request = _Request(list(images), int(k), prepare)
-        if prepare is None and not request.images:
-            request.future.set_result([])
-            return request.future
+    def _put(self, item: _Request | _Call) -> Future:
         with self._lock:
             closed = self._closed
             if not closed:
-                self._queue.put(request)
-        if closed:  # evicted while the caller held it: answer on a thread of its own
-            threading.Thread(target=self._answer, args=([request],), daemon=True).start()
-        return request.future
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._serve, name=self._name, daemon=True
+                    )
+                    self._thread.start()
+                self._queue.put(item)
+        if closed:  # after close: answered on a thread of its own
+            threading.Thread(target=self._serve_one, args=(item,), daemon=True).start()
+        return item.future
 
     def close(self) -> None:
-        """Answer what is queued, then stop the worker thread."""
+        """Answer what is queued, then stop the thread."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for _ in self._threads:
-                self._queue.put(None)
+            self._queue.put(None)
 
-    # ------------------------------------------------------------------ worker thread
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end (after :meth:`close`)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (False before its first work and after close)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ the thread
     def _serve(self) -> None:
         while True:
-            first = self._queue.get()
+            first = self._held.popleft() if self._held else self._queue.get()
             if first is None:
                 return
+            if isinstance(first, _Call):
+                self._serve_one(first)
+                continue
             batch, stop = self._gather(first)
             self._answer(batch)
             if stop:
+                while self._held:  # queued before close: still answered
+                    self._serve_one(self._held.popleft())
                 return
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        """``first`` plus the waiting requests of the same retriever (others are held, in
+        order, for the next rounds)."""
         batch, size = [first], len(first.images) or 1
+
+        def same(item: _Request | _Call) -> bool:
+            return isinstance(item, _Request) and item.front is first.front
+
+        if self._held:  # what an earlier round held back comes first
+            kept: deque[_Request | _Call] = deque()
+            for item in self._held:
+                if size < self.max_batch and same(item):
+                    batch.append(item)
+                    size += len(item.images) or 1
+                else:
+                    kept.append(item)
+            self._held = kept
         deadline = time.monotonic() + self.gather_s
         while size < self.max_batch:
             wait = deadline - time.monotonic()
@@ -174,9 +186,22 @@ class BatchingRetriever:
                 break
             if item is None:
                 return batch, True
-            batch.append(item)
-            size += len(item.images) or 1  # not prepared yet: at least one image
+            if same(item):
+                batch.append(item)
+                size += len(item.images) or 1  # not prepared yet: at least one image
+            else:
+                self._held.append(item)
         return batch, False
+
+    def _serve_one(self, item: _Request | _Call) -> None:
+        if isinstance(item, _Call):
+            if item.future.set_running_or_notify_cancel():
+                try:
+                    item.future.set_result(item.fn())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    item.future.set_exception(exc)
+            return
+        self._answer([item])
 
     def _answer(self, batch: list[_Request]) -> None:
         # requests whose caller gave up (cancelled future) are dropped; the others can no
@@ -203,11 +228,11 @@ class BatchingRetriever:
         return True
 
     def _run(self, batch: list[_Request]) -> None:
+        front = batch[0].front
         images = [image for request in batch for image in request.images]
-        with self._lock:
-            self.forwards += 1
+        front.count_forward()
         try:
-            hits = self.retriever.query(images, max(r.k for r in batch))
+            hits = front.retriever.query(images, max(r.k for r in batch))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting request threads
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
@@ -220,6 +245,71 @@ class BatchingRetriever:
             found = hits[start : start + len(request.images)]
             request.future.set_result([row[: request.k] for row in found])
             start += len(request.images)
+
+
+class BatchingRetriever:
+    """A retriever whose queries run on a :class:`ForwardThread`, merged when they wait.
+
+    Args:
+        retriever: the retriever doing the work (its ``query`` is only ever called from
+            the forward thread).
+        thread: the forward thread to use (the app's shared one); None starts one of its
+            own (with ``max_batch`` and ``gather_s``), stopped by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        thread: ForwardThread | None = None,
+        *,
+        max_batch: int = 32,
+        gather_s: float = 0.0,
+    ) -> None:
+        self.retriever = retriever
+        self._owns_thread = thread is None
+        self.thread = thread or ForwardThread(max_batch=max_batch, gather_s=gather_s)
+        self.forwards = 0
+        """Calls of ``retriever.query`` so far (fewer than requests when batching works)."""
+        self._lock = threading.Lock()
+
+    @property
+    def max_batch(self) -> int:
+        """Images merged per forward at most (the thread's setting)."""
+        return self.thread.max_batch
+
+    def count_forward(self) -> None:
+        """Called by the forward thread before each ``retriever.query``."""
+        with self._lock:
+            self.forwards += 1
+
+    def query(self, images: list[Any], k: int) -> Hits:
+        """Top-``k`` tiles of each image (blocks until the forward thread has answered)."""
+        return self.submit(images, k).result()
+
+    def submit(
+        self, images: list[Any], k: int, prepare: Callable[[], list[Any]] | None = None
+    ) -> Future:
+        """Queue a query; the future's result is what :meth:`query` returns.
+
+        Never runs the forward on the calling thread, so an event loop may call it.
+
+        Args:
+            images: the query images (ignored when ``prepare`` is given).
+            k: tiles per image.
+            prepare: called on the forward thread to produce the images (decoding there
+                saves the request a threadpool round trip); what it raises becomes the
+                future's exception.
+        """
+        if prepare is None and not images:
+            done: Future = Future()
+            done.set_result([])
+            return done
+        return self.thread.submit(self, images, k, prepare)
+
+    def close(self) -> None:
+        """Stop the forward thread if this front started it (queued work is answered)."""
+        if self._owns_thread:
+            self.thread.close()
 
 
 class RetrieverCache:

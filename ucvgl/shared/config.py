@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_batch_files: int = Field(default=32, gt=0)
     max_concurrent_queries_per_client: int = Field(default=4, gt=0)
+    query_max_batch: int = Field(
+        default=32,
+        gt=0,
+        description="Images of waiting /query requests merged into one forward on the "
+        "server's one torch thread.",
+    )
     query_index_cache_seconds: float = Field(
         default=2.0,
         ge=0,

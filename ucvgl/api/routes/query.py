@@ -18,7 +18,13 @@ from ucvgl.api.index_lookup import IndexLookup, IndexRow
 from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.presenters import API
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
-from ucvgl.api.retrievers import BatchingRetriever, Retriever, RetrieverCache, RetrieverLoader
+from ucvgl.api.retrievers import (
+    BatchingRetriever,
+    ForwardThread,
+    Retriever,
+    RetrieverCache,
+    RetrieverLoader,
+)
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
@@ -98,17 +104,28 @@ def _decoder(
 
 
 def _load_retriever(request: Request, loader: RetrieverLoader, index: IndexRow) -> Retriever:
-    """The index's retriever from the app's cache, loading it on first use (blocking)."""
-    settings: Settings = request.app.state.settings
+    """The index's retriever from the app's cache, loading it on first use (blocking).
+
+    The load runs on the app's :class:`ForwardThread` (the process's one torch thread) and
+    the retriever is fronted by a :class:`BatchingRetriever` on that thread.
+    """
+    state = request.app.state
+    settings: Settings = state.settings
+    thread: ForwardThread | None = state.forward_thread
     device = settings.device if settings.device != "auto" else settings.torch_device()
 
     def load() -> Retriever:
         settings.apply_torch_threads()  # the server's forwards follow UCVGL_TORCH_THREADS
         return loader(index.run_dir, device)
 
-    cache: RetrieverCache = request.app.state.retrievers
+    def load_on_thread() -> Retriever:
+        if thread is None:
+            return load()
+        return BatchingRetriever(thread.call(load).result(), thread)
+
+    cache: RetrieverCache = state.retrievers
     try:
-        return cache.get(index.cache_key, load)
+        return cache.get(index.cache_key, load_on_thread)
     except UcvglError as exc:
         raise ApiProblem(409, f"index {index.id} cannot be loaded: {exc}") from exc
 
@@ -130,9 +147,9 @@ async def query_tiles(
 
     Latency (``benchmarks/query.py``): on a busy CPU every hop between threads costs
     0.1-1 ms, so a warm request makes only two: the event loop hands the raw uploads to
-    the retriever's own worker thread, which decodes them and runs the forward, and the
-    loop awaits the answer without holding a thread. The index row comes from the app's
-    :class:`IndexLookup` (the database is read when its entry is older than
+    the app's forward thread (its one torch thread), which decodes them and runs the
+    forward, and the loop awaits the answer without holding a thread. The index row
+    comes from the app's :class:`IndexLookup` (the database is read when its entry is older than
     ``UCVGL_QUERY_INDEX_CACHE_SECONDS``) and the loaded retriever from the app's cache;
     only a miss of either costs a threadpool trip. Dependencies are async for the same
     reason, and the response is serialised once, without re-validation.

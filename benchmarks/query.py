@@ -11,8 +11,10 @@ pipeline's index stage writes them), and a migrated SQLite database with the dat
 model and index rows.
 
 The service runs as ``uvicorn`` with ``create_app`` in a subprocess on a free loopback port;
-a loopback ``httpx.AsyncClient`` keeps C requests (one panorama each, k = 5) in flight until
-N have been answered. Per request latency p50/p99 and throughput are reported.
+a loopback client keeps C requests (one panorama each, k = 5) in flight until N have been
+answered: ``--client httpx`` (``httpx.AsyncClient``, the default) or ``--client raw``
+(keep-alive sockets sending prebuilt requests, like ``wrk``: no client library's cost in the
+latency). Per request latency p50/p99 and throughput are reported.
 
 The bare path runs in this process on the same JPEG bytes: decode + transform + ground
 encoder forward + index search (``Retriever.query`` called directly). At concurrency C it
@@ -306,35 +308,97 @@ def stop_server(process: subprocess.Popen) -> None:
 
 # ---------------------------------------------------------------------------- load
 async def service_block(
-    base: str, blobs: list[tuple[str, bytes]], n: int, concurrency: int, k: int
+    base: str,
+    blobs: list[tuple[str, bytes]],
+    n: int,
+    concurrency: int,
+    k: int,
+    client: str = "httpx",
 ) -> dict[str, Any]:
-    """``n`` requests, ``concurrency`` in flight; latencies in seconds and wall time."""
-    import httpx
+    """``n`` requests, ``concurrency`` in flight; latencies in seconds and wall time.
 
+    ``client='httpx'``: ``httpx.AsyncClient`` (encodes each multipart body, parses each
+    response). ``client='raw'``: keep-alive sockets sending request bytes built before the
+    clock starts and reading each response by its Content-Length, like ``wrk``: the
+    latency is the server's and the loopback's, without a client library's own cost.
+    """
     latencies: list[float] = []
     counter = iter(range(n))
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    def check(status: int, body: bytes) -> None:
+        if status != 200:
+            raise RuntimeError(f"query answered {status}: {body[:500]!r}")
+        import json
+
+        if len(json.loads(body)["results"][0]["matches"]) != k:
+            raise RuntimeError(f"expected {k} matches: {body[:500]!r}")
+
+    if client == "raw":
+        host, port = base.removeprefix("http://").split(":")
+        requests = [raw_request(host, int(port), name, data, k) for name, data in blobs]
+
+        async def raw_loop() -> None:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                for i in counter:
+                    t = time.perf_counter()
+                    writer.write(requests[i % len(requests)])
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    lines = head.decode("latin-1").split("\r\n")
+                    length = next(
+                        int(line.split(":", 1)[1])
+                        for line in lines
+                        if line.lower().startswith("content-length:")
+                    )
+                    body = await reader.readexactly(length)
+                    latencies.append(time.perf_counter() - t)
+                    check(int(lines[0].split()[1]), body)
+            finally:
+                writer.close()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(raw_loop() for _ in range(concurrency)))
+        return {"latencies": latencies, "wall": time.perf_counter() - t0, "requests": n}
+
+    import httpx
+
+    async def client_loop(http: httpx.AsyncClient) -> None:
         for i in counter:
             name, data = blobs[i % len(blobs)]
             t = time.perf_counter()
-            response = await client.post(
+            response = await http.post(
                 "/api/v1/query",
                 files=[("files", (name, data, "image/jpeg"))],
                 data={"k": str(k)},
             )
             latencies.append(time.perf_counter() - t)
-            if response.status_code != 200:
-                raise RuntimeError(f"query answered {response.status_code}: {response.text}")
-            if len(response.json()["results"][0]["matches"]) != k:
-                raise RuntimeError(f"expected {k} matches: {response.text}")
+            check(response.status_code, response.content)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as http:
         t0 = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(http) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     return {"latencies": latencies, "wall": wall, "requests": n}
+
+
+def raw_request(host: str, port: int, name: str, data: bytes, k: int) -> bytes:
+    """A complete HTTP/1.1 keep-alive POST /api/v1/query (multipart: one file and k)."""
+    boundary = "ucvglbenchboundary7f3a"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"'
+        "\r\nContent-Type: image/jpeg\r\n\r\n"
+    ).encode() + data
+    body += (
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}'
+        f"\r\n--{boundary}--\r\n"
+    ).encode()
+    head = (
+        f"POST /api/v1/query HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def bare_block(retriever, blobs: list[tuple[str, bytes]], n: int, batch: int, k: int) -> dict:
@@ -412,6 +476,12 @@ def main() -> None:
     parser.add_argument(
         "--preset", default="cpu", help="encoder and image sizes of this training preset"
     )
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="httpx.AsyncClient, or raw keep-alive sockets with prebuilt requests (like wrk)",
+    )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -465,7 +535,11 @@ def main() -> None:
                     service, direct, server = [], [], []
                     for _ in range(args.repeats):
                         service.append(
-                            asyncio.run(service_block(base, blobs, args.requests, c, args.k))
+                            asyncio.run(
+                                service_block(
+                                    base, blobs, args.requests, c, args.k, client=args.client
+                                )
+                            )
                         )
                         server.append(fetch_timings(base))
                         direct.append(

@@ -31,6 +31,7 @@ from ucvgl.services.datasets.validation import (
     FileChecker,
     IssueCollector,
     list_images,
+    reader_progress,
     validate_image_headers,
 )
 from ucvgl.services.progress import NullProgress, Progress
@@ -343,10 +344,12 @@ def read_cvact(
         raise layout_error(root, "cvact", MAT_NAME)
     image_dir = _image_dir(root)
     issues, files = IssueCollector(root), FileChecker()
-    progress.update("read CVACT", 0.0, MAT_NAME)
+    read, check = reader_progress(progress, validate_images)
+    read.update("read CVACT", 0.0, MAT_NAME)
     mat_path = root / MAT_NAME
     meta = read_act_mat(mat_path, issues)
     progress.check_cancelled()
+    read.update("read CVACT", 0.5, "splits")
     rows = {
         split: _mat_split_rows(split, meta, image_dir, mat_path, issues, files)
         for split in SPLIT_STRUCTS
@@ -356,7 +359,7 @@ def read_cvact(
     if (root / "ANU_data_test").is_dir():
         test, test_todo, _ = _test_split(root, meta, issues)
         todo += test_todo
-    progress.update("read CVACT", 0.5)
+    read.update("read CVACT", 1.0)
     if validate_images:
         todo += [
             (r.key, path)
@@ -365,7 +368,7 @@ def read_cvact(
             if not issues.is_dropped(r.key)
             for path in (r.ground_path, r.satellite_path)
         ]
-        validate_image_headers(todo, issues, progress=progress)
+        validate_image_headers(todo, issues, progress=check)
     splits: dict[str, ViewSplit] = {}
     for split, split_rows in rows.items():
         kept = [r for r in split_rows if not issues.is_dropped(r.key)]

@@ -24,6 +24,7 @@ from ucvgl.services.datasets.layout import CVUSA_SPLIT_FILES, _is_cvusa, check_r
 from ucvgl.services.datasets.validation import (
     FileChecker,
     IssueCollector,
+    reader_progress,
     resolve_inside,
     validate_image_headers,
 )
@@ -123,12 +124,14 @@ def read_cvusa(
         raise layout_error(root, "cvusa", expected)
     issues, files = IssueCollector(root), FileChecker()
     parsed: dict[str, list[_Pair]] = {}
+    read, check = reader_progress(progress, validate_images)
     for k, (split, file_name) in enumerate(CVUSA_SPLIT_FILES.items()):
         progress.check_cancelled()
-        progress.update("read CVUSA splits", k / len(CVUSA_SPLIT_FILES), file_name)
+        read.update("read CVUSA splits", k / len(CVUSA_SPLIT_FILES), file_name)
         split_file = root / "splits" / file_name
         if split_file.is_file():
             parsed[split] = _read_split_file(root, split_file, issues, files)
+    read.update("read CVUSA splits", 1.0)
     if validate_images:
         todo = [
             (p.key, path)
@@ -137,7 +140,7 @@ def read_cvusa(
             if not issues.is_dropped(p.key)
             for path in (p.ground_path, p.satellite_path)
         ]
-        validate_image_headers(todo, issues, progress=progress)
+        validate_image_headers(todo, issues, progress=check)
     report = issues.finish(skip_invalid, f"CVUSA dataset at {root}")
     splits: dict[str, ViewSplit] = {}
     for split, pairs in parsed.items():

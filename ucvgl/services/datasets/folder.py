@@ -38,6 +38,7 @@ from ucvgl.services.datasets.validation import (
     IMAGE_SUFFIXES,
     IssueCollector,
     list_images,
+    reader_progress,
     validate_image_headers,
 )
 from ucvgl.services.progress import NullProgress, Progress
@@ -311,7 +312,8 @@ def read_folder(
     if not _is_folder(root):
         raise layout_error(root, "folder", "ground/ and satellite/ folders")
     issues = IssueCollector(root)
-    progress.update("read folder", 0.0, "listing images")
+    read, check = reader_progress(progress, validate_images)
+    read.update("read folder", 0.0, "listing images")
     grounds = _scan(root / "ground", "ground", issues)
     sats = _scan(root / "satellite", "satellite", issues)
     progress.check_cancelled()
@@ -324,11 +326,11 @@ def read_folder(
     pairs = None
     if (root / PAIRS).is_file():
         pairs = _read_pairs(root / PAIRS, grounds, sats, meta, issues)
-    progress.update("read folder", 0.3)
+    read.update("read folder", 1.0)
     if validate_images:
         todo = [(grounds.key(g), grounds.paths[g]) for g in grounds.ids]
         todo += [(sats.key(s), sats.paths[s]) for s in sats.ids]
-        validate_image_headers(todo, issues, progress=progress)
+        validate_image_headers(todo, issues, progress=check)
     report = issues.finish(skip_invalid, f"folder dataset at {root}")
     splits = _build_splits(grounds, sats, coords_kind, coords, meta, pairs, issues)
     progress.update("read folder", 1.0)

@@ -17,13 +17,39 @@ from collections.abc import Hashable
 from pathlib import Path
 
 from ucvgl.services.datasets.index import ValidationIssue, ValidationReport
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
 from ucvgl.shared.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 SKIP_HINT = "pass skip_invalid=True (CLI: --skip-invalid) to skip them"
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+READ_SHARE = 0.25
+"""The part of a reader's 0..1 given to reading its lists when images are validated too."""
+DONE_BEFORE_END = 0.95
+"""Where reading (and validation) end; the reader's own final update reports 1.0."""
+
+
+def reader_progress(progress: Progress, validate_images: bool) -> tuple[Progress, Progress]:
+    """Sub-progress of a reader's steps, so that its overall fraction never steps back.
+
+    A reader reports its list reading to the first and image validation to the second
+    (each 0..1 of its own step, with its own stage name) and ``1.0`` to ``progress`` when
+    done. Reading gets ``[0, 0.95]`` alone, or ``[0, 0.25]`` followed by validation on
+    ``[0.25, 0.95]``.
+
+    Args:
+        progress: the reader's progress (a job's, the CLI's).
+        validate_images: whether the reader validates image headers after reading.
+
+    Returns:
+        (reading progress, validation progress).
+    """
+    read_end = READ_SHARE if validate_images else DONE_BEFORE_END
+    return (
+        ScaledProgress(progress, 0.0, read_end),
+        ScaledProgress(progress, read_end, DONE_BEFORE_END),
+    )
 
 
 class IssueCollector:

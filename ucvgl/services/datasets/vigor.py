@@ -36,6 +36,7 @@ from ucvgl.services.datasets.layout import VIGOR_CITIES, _is_vigor, check_root, 
 from ucvgl.services.datasets.validation import (
     FileChecker,
     IssueCollector,
+    reader_progress,
     resolve_inside,
     validate_image_headers,
 )
@@ -320,9 +321,10 @@ def read_vigor(
                 raise layout_error(root, "vigor", issues.rel(label_file))
     galleries: dict[tuple[str, ...], _Gallery] = {}
     parsed: dict[str, list[_PanoLine]] = {}
+    read, check = reader_progress(progress, validate_images)
     for k, (split, (split_cities, label_files)) in enumerate(plan.items()):
         progress.check_cancelled()
-        progress.update("read VIGOR", k / len(plan), split)
+        read.update("read VIGOR", k / len(plan), split)
         if split_cities not in galleries:
             galleries[split_cities] = _read_gallery(root, split_cities, issues, files)
         seen: dict[str, str] = {}
@@ -331,6 +333,7 @@ def read_vigor(
             parsed[split] += _read_pano_file(
                 root, city, label_file, galleries[split_cities], seen, issues, files
             )
+    read.update("read VIGOR", 1.0)
     if validate_images:
         todo = [
             (key, path)
@@ -339,7 +342,7 @@ def read_vigor(
             if not issues.is_dropped(key)
         ]
         todo += [(x.key, x.path) for lines in parsed.values() for x in lines]
-        validate_image_headers(todo, issues, progress=progress)
+        validate_image_headers(todo, issues, progress=check)
     splits = {
         split: _build_split(parsed[split], galleries[split_cities], issues)
         for split, (split_cities, _) in plan.items()

@@ -68,7 +68,7 @@ def _tables(url: str) -> set[str]:
 def test_migrations_upgrade_downgrade_and_match_the_models(empty_db_url):
     assert current_revision(empty_db_url) is None
     upgrade_database(empty_db_url)
-    assert current_revision(empty_db_url) == "0002"
+    assert current_revision(empty_db_url) == "0003"
     assert _tables(empty_db_url) == TABLES
     engine = create_db_engine(empty_db_url)
     with engine.connect() as conn:
@@ -164,5 +164,5 @@ def test_ucvgl_migrate_works_from_any_folder(tmp_path):
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "revision 0002" in out.stdout
+    assert "revision 0003" in out.stdout
     assert (tmp_path / "work" / "ucvgl.sqlite").exists()

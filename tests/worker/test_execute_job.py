@@ -165,21 +165,23 @@ def test_index_rebuilt_for_the_same_model_updates_its_row(service_settings):
     db.dispose()
 
 
-def test_index_rows_recorded_twice_before_are_both_updated(service_settings):
-    """A database from before the fix (two rows, one folder) gets no third row."""
+def test_index_rows_of_one_folder_under_two_paths_are_both_updated(service_settings):
+    """A folder recorded under a link and under its real path keeps both rows, no third."""
     db, job_id, run_dir = _setup(service_settings, {})
     index_dir = run_dir / "index"
     index_dir.mkdir(parents=True)
     (index_dir / "manifest.json").write_text(json.dumps({"kind": "flat", "count": 5}))
+    link = run_dir / "latest"
+    link.symlink_to(index_dir, target_is_directory=True)
     with db.session() as s:
         dataset_id = s.get(Job, job_id).dataset_id
         model = Model(dataset_id=dataset_id, run_dir=str(run_dir), checkpoint_path="m", mode="semi")
         s.add(model)
         s.flush()
-        for _ in range(2):
-            s.add(RetrievalIndex(model_id=model.id, path=str(index_dir), kind="old", size=1))
+        for path in (link, index_dir.resolve()):
+            s.add(RetrievalIndex(model_id=model.id, path=str(path), kind="old", size=1))
     with db.session() as s:
-        kept = record_index(s, model.id, index_dir)
+        kept = record_index(s, model.id, link)
         kept_id = kept.id
     with db.sessions() as s:
         rows = s.scalars(sa.select(RetrievalIndex).order_by(RetrievalIndex.id)).all()

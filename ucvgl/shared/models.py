@@ -182,6 +182,10 @@ class RetrievalIndex(Base):
     """A nearest-neighbour index of satellite embeddings built from one model."""
 
     __tablename__ = "indexes"
+    __table_args__ = (
+        # One row per folder of a model: recording a rebuild updates it (migration 0003).
+        sa.UniqueConstraint("model_id", "path", name="uq_indexes_model_path"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(

@@ -58,6 +58,10 @@ DATASET_COLUMNS = (
 )
 
 
+class DatasetNameTaken(UcvglError):
+    """The name of a ``register``/``synthetic`` job's dataset was taken while the job ran."""
+
+
 def json_safe(value: Any) -> Any:
     """``value`` as plain JSON types (paths and numpy scalars become str/float)."""
 
@@ -221,7 +225,8 @@ def record_dataset(session: Session, job: Job, values: dict[str, Any]) -> Datase
     """Insert the Dataset row a ``register``/``synthetic`` job made and link it to the job.
 
     Raises:
-        UcvglError: the name was taken while the job ran (nothing is written).
+        DatasetNameTaken: the name was taken while the job ran (nothing is written).
+        UcvglError: ``values`` is not a dataset record.
     """
     unknown = sorted(set(values) - set(DATASET_COLUMNS))
     missing = [k for k in ("name", "format", "root_path") if k not in values]
@@ -233,7 +238,7 @@ def record_dataset(session: Session, job: Job, values: dict[str, Any]) -> Datase
             session.add(row)
             session.flush()
     except IntegrityError:
-        raise UcvglError(
+        raise DatasetNameTaken(
             f"a dataset named {values['name']!r} already exists (registered while this job "
             "was queued or running); nothing was recorded: register it under another name"
         ) from None
@@ -241,12 +246,25 @@ def record_dataset(session: Session, job: Job, values: dict[str, Any]) -> Datase
     return row
 
 
+def _index_rows(session: Session, model_id: int, index_dir: Path) -> list[RetrievalIndex]:
+    """The rows of ``model_id`` recorded for ``index_dir`` (as given or resolved), by id."""
+    paths = sorted({str(index_dir), str(index_dir.resolve())})
+    query = (
+        sa.select(RetrievalIndex)
+        .where(RetrievalIndex.model_id == model_id, RetrievalIndex.path.in_(paths))
+        .order_by(RetrievalIndex.id)
+    )
+    return list(session.scalars(query).all())
+
+
 def record_index(session: Session, model_id: int, index_dir: Path) -> RetrievalIndex:
     """The index row of ``index_dir`` built from ``model_id``, inserted or brought up to date.
 
     A folder rebuilt (a pipeline job's index, then ``POST /indexes`` for the same model)
     keeps its row: its kind, size and ``created_at`` (the time of the last build) are
-    updated instead of a second row pointing at the same folder being added.
+    updated instead of a second row pointing at the same folder being added. The database
+    refuses a second row per ``(model_id, path)`` (``uq_indexes_model_path``); a row that
+    another job inserted between the look-up and the insert is updated instead.
     """
     manifest = _index_manifest(index_dir)
     values = {
@@ -254,19 +272,21 @@ def record_index(session: Session, model_id: int, index_dir: Path) -> RetrievalI
         "size": int(manifest.get("count", 0)),
         "created_at": utcnow(),
     }
-    same_folder = (
-        RetrievalIndex.model_id == model_id,
-        RetrievalIndex.path.in_(sorted({str(index_dir), str(index_dir.resolve())})),
-    )
-    rows = session.scalars(
-        sa.select(RetrievalIndex).where(*same_folder).order_by(RetrievalIndex.id)
-    ).all()
+    rows = _index_rows(session, model_id, index_dir)
     if not rows:
         index = RetrievalIndex(model_id=model_id, path=str(index_dir), **values)
-        session.add(index)
-        session.flush()
-        return index
-    for row in rows:  # rows recorded twice before this fix: keep them all consistent
+        try:
+            with session.begin_nested():  # a savepoint: a refused insert leaves nothing behind
+                session.add(index)
+                session.flush()
+            return index
+        except IntegrityError:
+            rows = _index_rows(session, model_id, index_dir)
+            if not rows:  # not a concurrent insert of this folder (e.g. an unknown model)
+                raise
+            log.info("index %s of model %d was recorded meanwhile: updated", index_dir, model_id)
+    # A folder recorded under a link and under its real path has two rows: keep both alike.
+    for row in rows:
         for key, value in values.items():
             setattr(row, key, value)
     session.flush()

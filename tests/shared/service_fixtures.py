@@ -164,7 +164,9 @@ def register_dataset(
     response = client.post("/api/v1/datasets", json=body, headers=auth)
     assert response.status_code == 202, response.text
     job = response.json()
-    assert job["type"] == "register" and job["state"] == "QUEUED", job
+    # a running worker may have taken the job before the API read it back for the answer
+    possible = {"QUEUED"} if settings is not None else {"QUEUED", "RUNNING", *TERMINAL_STATES}
+    assert job["type"] == "register" and job["state"] in possible, job
     assert response.headers["location"] == f"/api/v1/jobs/{job['id']}"
     assert int(response.headers["retry-after"]) > 0
     if settings is not None:

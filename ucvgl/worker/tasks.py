@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,12 @@ from ucvgl.shared.models import Dataset, Job, Model, utcnow
 from ucvgl.worker.heartbeat import install_heartbeat
 from ucvgl.worker.job_progress import JobProgress
 from ucvgl.worker.reaper import JobHeartbeat, job_heartbeat_interval
-from ucvgl.worker.recording import RECORD_ONLY_KEYS, json_safe, record_result
+from ucvgl.worker.recording import (
+    RECORD_ONLY_KEYS,
+    DatasetNameTaken,
+    json_safe,
+    record_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +139,19 @@ def dataset_record(
     }
 
 
+def synthetic_output(settings: Settings, job: Job) -> Path:
+    """The folder a ``synthetic`` job generates: ``<first data root>/<name>``."""
+    return settings.data_roots[0].resolve() / str(job.parameters["name"])
+
+
 def _run_synthetic(settings: Settings, job: Job, progress: JobProgress) -> dict[str, Any]:
     """Generate a synthetic world under the first data root; its row comes with the result."""
     from ucvgl.services.datasets import load_dataset
     from ucvgl.services.synth import generate_world
 
     p = job.parameters
-    out = settings.data_roots[0].resolve() / p["name"]
     root = generate_world(
-        out,
+        synthetic_output(settings, job),
         p["format"],
         int(p["n_train"]),
         int(p["n_val"]),
@@ -170,6 +180,49 @@ def _below_data_roots(settings: Settings, path: Path) -> Path:
             "the same UCVGL_DATA_ROOTS as the API"
         )
     return resolved
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    """Whether one of the two paths is the other or lies below it."""
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def remove_generated_world(
+    database: Database, settings: Settings, job_id: int, folder: Path
+) -> bool:
+    """Remove ``folder``, which synthetic job ``job_id`` created, when nothing else uses it.
+
+    Kept (False) when it is a link or not a folder, is not strictly below a data root (or
+    holds one), or overlaps the folder of a recorded dataset or of another active job.
+
+    Returns:
+        Whether the folder was removed.
+    """
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    resolved = folder.resolve()
+    roots = [root.resolve() for root in settings.data_roots]
+    below = any(resolved != root and resolved.is_relative_to(root) for root in roots)
+    if not below or any(root.is_relative_to(resolved) for root in roots):
+        log.warning("job %s: %s is not below a data root; not removed", job_id, resolved)
+        return False
+    with database.session() as session:
+        in_use = list(session.scalars(sa.select(Dataset.root_path)))
+        in_use += session.scalars(
+            sa.select(Job.run_dir).where(
+                Job.id != job_id, Job.state.in_(JobState.active()), Job.run_dir.is_not(None)
+            )
+        )
+    if any(_overlaps(resolved, Path(path).resolve()) for path in in_use):
+        log.warning("job %s: %s is used by a dataset or another job; not removed", job_id, resolved)
+        return False
+    try:
+        shutil.rmtree(resolved)
+    except OSError:
+        log.exception("job %s: could not remove %s", job_id, resolved)
+        return False
+    log.info("job %s: removed the generated folder %s", job_id, resolved)
+    return True
 
 
 def _run_register(settings: Settings, job: Job, progress: JobProgress) -> dict[str, Any]:
@@ -227,9 +280,12 @@ def _execute_started(
     """Run a job already marked RUNNING to a terminal state (see :func:`execute_job`)."""
     job_id = job.id
     progress = JobProgress(database, job_id)
+    generated: Path | None = None  # the folder this synthetic job creates
     try:
         progress.check_cancelled()
         if job.type == JobType.SYNTHETIC:
+            out = synthetic_output(settings, job)
+            generated = None if os.path.lexists(out) else out
             result = _run_synthetic(settings, job, progress)
         elif job.type == JobType.REGISTER:
             result = _run_register(settings, job, progress)
@@ -260,6 +316,13 @@ def _execute_started(
         progress.flush()
         _finish(database, job_id, JobState.CANCELLED, message=str(exc))
         return JobState.CANCELLED
+    except DatasetNameTaken as exc:
+        log.warning("job %s (%s) failed: %s", job_id, job.type, exc)
+        error = str(exc)
+        if generated is not None and remove_generated_world(database, settings, job_id, generated):
+            error += f"; the generated folder {generated} was removed"
+        _finish(database, job_id, JobState.FAILED, error=error)
+        return JobState.FAILED
     except SoftTimeLimitExceeded:
         log.error("job %s hit the soft time limit", job_id)
         _finish(database, job_id, JobState.FAILED, error="the job ran past its time limit")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import inspect
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from ucvgl.services.datasets.index import ViewSplit
 from ucvgl.services.matching import mutual_match
 from ucvgl.services.training.amm import (
+    _label_round,
     label_free_criterion,
     pseudo_label_round,
     select_by_criterion,
@@ -287,3 +290,32 @@ def test_build_items_without_unlabelled_items_at_any_coverage():
         )
         assert items.positive.all()
         assert set(items.ground_idx.tolist()) == set(g.tolist())
+
+
+def test_label_round_takes_keywords_only_and_reloads_an_interrupted_round(tmp_path):
+    params = inspect.signature(_label_round).parameters.values()
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+    assert all(p.annotation is not inspect.Parameter.empty for p in params)
+    stage_dir = tmp_path / "amm_round_002"
+    stage_dir.mkdir()
+    record = {"round": 2, "threshold": 0.05, "labels": 3}
+    (stage_dir / "record.json").write_text(json.dumps(record))
+    np.savez(stage_dir / "labels.npz", ground=np.arange(3), satellite=np.arange(3))
+    kwargs = dict(
+        model=None,  # a finished labelling is reloaded without embedding anything
+        split=None,
+        preset=None,
+        threshold_T=0.1,
+        round_index=2,
+        rounds=3,
+        stage_dir=stage_dir,
+        run_dir=tmp_path,
+        known_pairs=None,
+        positives=None,
+        device="cpu",
+        cache_dir=None,
+        progress=None,
+    )
+    assert _label_round(**kwargs) == record
+    with pytest.raises(TypeError):
+        _label_round(*kwargs.values())

@@ -250,20 +250,20 @@ def run_amm(
             record = json.loads(record_file.read_text())
         else:
             record = _label_round(
-                model,
-                split,
-                preset,
-                threshold_T,
-                r,
-                rounds,
-                rdir,
-                run_dir,
-                known_pairs,
-                positives,
-                device,
-                cache_dir,
-                ScaledProgress(sub, 0.0, 0.3),
-                fake_paths,
+                model=model,
+                split=split,
+                preset=preset,
+                threshold_T=threshold_T,
+                round_index=r,
+                rounds=rounds,
+                stage_dir=rdir,
+                run_dir=run_dir,
+                known_pairs=known_pairs,
+                positives=positives,
+                device=device,
+                cache_dir=cache_dir,
+                progress=ScaledProgress(sub, 0.0, 0.3),
+                fake_paths=fake_paths,
             )
             labels = np.load(rdir / "labels.npz")
             pairs = (labels["ground"], labels["satellite"])
@@ -320,28 +320,49 @@ def run_amm(
 
 
 def _label_round(
-    model,
-    split,
-    preset,
-    threshold_T,
-    r,
-    rounds,
-    rdir,
-    run_dir,
-    known_pairs,
-    positives,
-    device,
-    cache_dir,
-    progress,
-    fake_paths=None,
+    *,
+    model: torch.nn.Module,
+    split: ViewSplit,
+    preset: Preset,
+    threshold_T: float,
+    round_index: int,
+    rounds: int,
+    stage_dir: Path,
+    run_dir: Path,
+    known_pairs: tuple[np.ndarray, np.ndarray] | None,
+    positives: np.ndarray | None,
+    device: str,
+    cache_dir: Path | None,
+    progress: Progress,
+    fake_paths: list[Path] | None = None,
 ) -> dict[str, Any]:
-    """Pseudo-label the pool for round ``r`` (or reload the labels of an interrupted round)."""
+    """Pseudo-label the pool for one round (or reload the labels of an interrupted round).
+
+    Args:
+        model: the current ``TwoViewModel``.
+        split: the training pool.
+        preset: sizes for embedding the pool.
+        threshold_T: the curriculum's start T.
+        round_index: this round, 1-based.
+        rounds: the number of rounds of the curriculum.
+        stage_dir: the round's folder (``amm_round_NNN``): ``labels.npz``, ``record.json``.
+        run_dir: receives ``labels/round_NNN.csv``.
+        known_pairs: (ground, tile) index arrays always kept as labels (semi-supervised).
+        positives: ground truth used only to count correct pseudo-labels.
+        device: where the pool is embedded and matched.
+        cache_dir: the embedding cache.
+        progress: reports the embedding and matching.
+        fake_paths: a fake satellite image per panorama (see :func:`match_pool`), or None.
+
+    Returns:
+        The round's record (see :func:`pseudo_label_round`).
+    """
     from ucvgl.services.matching import curriculum_threshold
 
-    record_file = rdir / "record.json"
-    if record_file.exists() and (rdir / "labels.npz").exists():
+    record_file = stage_dir / "record.json"
+    if record_file.exists() and (stage_dir / "labels.npz").exists():
         return json.loads(record_file.read_text())
-    rdir.mkdir(parents=True, exist_ok=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
     pool = match_pool(
         model,
         split,
@@ -351,21 +372,23 @@ def _label_round(
         progress=progress,
         fake_paths=fake_paths,
     )
-    tau = curriculum_threshold(float(threshold_T), r - 1, rounds)
+    tau = curriculum_threshold(float(threshold_T), round_index - 1, rounds)
     record, train_g, train_s = pseudo_label_round(
         pool.matches,
         pool.ground,
         pool.satellite,
         split,
-        round_index=r,
+        round_index=round_index,
         tau=tau,
         threshold_T=threshold_T,
-        labels_csv=labels_path(run_dir, r),
+        labels_csv=labels_path(run_dir, round_index),
         known_pairs=known_pairs,
         positives=positives,
     )
     # Atomic: under DDP every rank computes (and writes) the same labels.
-    atomic_write(rdir / "labels.npz", lambda fh: np.savez(fh, ground=train_g, satellite=train_s))
+    atomic_write(
+        stage_dir / "labels.npz", lambda fh: np.savez(fh, ground=train_g, satellite=train_s)
+    )
     atomic_write_text(record_file, json.dumps(record, indent=1))
     return record
 

@@ -33,6 +33,19 @@ def settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch CPU thread for the test, restored after it: tiny models run fastest
+    single-threaded, and on the two shared cores several OpenMP threads per process slow
+    them down many times over. Packages opt in with an autouse fixture that requests it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def real_pairs_dir() -> Path:
     """The shared folder of 47 real pairs; skips the test when it is absent."""
     if not (REAL_PAIRS / "pairs.csv").exists():

@@ -22,12 +22,8 @@ N_TRAIN, N_VAL = 24, 12
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _single_torch_thread(one_torch_thread):
     """Two shared cores: one torch thread avoids oversubscription (10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -84,8 +84,5 @@ def test_missing_run_parts_are_clear_errors(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_torch_thread(one_torch_thread):
+    """One torch thread per test (tests/conftest.py)."""

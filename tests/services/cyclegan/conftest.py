@@ -39,12 +39,5 @@ def image_dirs(tmp_path: Path) -> tuple[list[Path], list[Path]]:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny convolutions run fastest single-threaded, and the test machine's cores are shared
-    (several OpenMP threads per process slow these tests down many times over)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_torch_thread(one_torch_thread):
+    """Every CycleGAN test runs with one torch thread (tests/conftest.py)."""

@@ -41,6 +41,27 @@ def schema_url(schema: str, base: str = POSTGRES_URL) -> str:
     return f"{base}?options=-csearch_path%3D{schema}"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db_url(request, tmp_path) -> Iterator[str]:
+    """An EMPTY database (no schema yet): a new SQLite file or a new PostgreSQL schema,
+    dropped afterwards (migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+        return
+    if not postgres_reachable():
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    schema = f"ucvgl_mig_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str | None]:
     """A migrated schema of its own for this test session (None when PostgreSQL is down)."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from service_fixtures import POSTGRES_URL, postgres_reachable, schema_url
 from sqlalchemy.exc import IntegrityError
 
 from ucvgl.shared.db import create_db_engine, current_revision, downgrade_database, upgrade_database
@@ -15,28 +13,29 @@ from ucvgl.shared.db import create_db_engine, current_revision, downgrade_databa
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_db_url(request, tmp_path):
-    """An EMPTY database (no schema yet): a new SQLite file or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
-        return
-    if not postgres_reachable():
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    schema = f"ucvgl_mig3_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield schema_url(schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def _at(seconds: int) -> datetime:
     return T0.replace(second=seconds)
+
+
+def _insert_dataset(conn: sa.Connection, name: str) -> int:
+    return conn.execute(
+        sa.text(
+            "INSERT INTO datasets (name, format, root_path, counts, has_ground_truth,"
+            " validation_report, created_at) VALUES (:name, 'folder', '/d', '{}', false,"
+            " '{}', CURRENT_TIMESTAMP) RETURNING id"
+        ),
+        {"name": name},
+    ).scalar_one()
+
+
+def _insert_model(conn: sa.Connection, dataset_id: int, checkpoint: str) -> int:
+    return conn.execute(
+        sa.text(
+            "INSERT INTO models (dataset_id, run_dir, checkpoint_path, mode, created_at)"
+            " VALUES (:d, '/r', :c, 'semi', CURRENT_TIMESTAMP) RETURNING id"
+        ),
+        {"d": dataset_id, "c": checkpoint},
+    ).scalar_one()
 
 
 def _insert_index(conn: sa.Connection, model_id: int, path: str, kind: str, at: datetime) -> int:
@@ -63,20 +62,7 @@ def test_upgrade_keeps_the_newest_duplicate_and_adds_the_constraint(empty_db_url
     engine = create_db_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            dataset_id = conn.execute(
-                sa.text(
-                    "INSERT INTO datasets (name, format, root_path, counts, has_ground_truth,"
-                    " validation_report, created_at) VALUES ('old', 'folder', '/d', '{}', false,"
-                    " '{}', CURRENT_TIMESTAMP) RETURNING id"
-                )
-            ).scalar_one()
-            model_id = conn.execute(
-                sa.text(
-                    "INSERT INTO models (dataset_id, run_dir, checkpoint_path, mode, created_at)"
-                    " VALUES (:d, '/r', '/r/m.pt', 'semi', CURRENT_TIMESTAMP) RETURNING id"
-                ),
-                {"d": dataset_id},
-            ).scalar_one()
+            model_id = _insert_model(conn, _insert_dataset(conn, "old"), "/r/m.pt")
             # inserted newest first: the highest id is NOT the one to keep
             newest = _insert_index(conn, model_id, "/r/index", "newest", _at(30))
             older = _insert_index(conn, model_id, "/r/index", "older", _at(10))
@@ -120,24 +106,8 @@ def test_equal_timestamps_keep_the_highest_id(empty_db_url):
     engine = create_db_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            dataset_id = conn.execute(
-                sa.text(
-                    "INSERT INTO datasets (name, format, root_path, counts, has_ground_truth,"
-                    " validation_report, created_at) VALUES ('d', 'folder', '/d', '{}', false,"
-                    " '{}', CURRENT_TIMESTAMP) RETURNING id"
-                )
-            ).scalar_one()
-            model_ids = [
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO models (dataset_id, run_dir, checkpoint_path, mode,"
-                        " created_at) VALUES (:d, '/r', :c, 'semi', CURRENT_TIMESTAMP)"
-                        " RETURNING id"
-                    ),
-                    {"d": dataset_id, "c": f"/r/m{i}.pt"},
-                ).scalar_one()
-                for i in range(2)
-            ]
+            dataset_id = _insert_dataset(conn, "d")
+            model_ids = [_insert_model(conn, dataset_id, f"/r/m{i}.pt") for i in range(2)]
             ids = [
                 _insert_index(conn, model_ids[0], "/r/index", f"t{i}", _at(10)) for i in range(3)
             ]

@@ -6,14 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from service_fixtures import POSTGRES_URL, postgres_reachable, schema_url
 from sqlalchemy.exc import IntegrityError
 
 from ucvgl.shared.db import (
@@ -35,26 +33,6 @@ TABLES = {
     "pseudo_labels",
     "worker_heartbeats",
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_db_url(request, tmp_path):
-    """An EMPTY database (no schema yet): a new SQLite file or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
-        return
-    if not postgres_reachable():
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    schema = f"ucvgl_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield schema_url(schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _tables(url: str) -> set[str]:

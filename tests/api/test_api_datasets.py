@@ -6,6 +6,7 @@ import os
 
 import sqlalchemy as sa
 from service_fixtures import (
+    TINY_DATASET,
     assert_problem,
     make_folder_dataset,
     register_dataset,
@@ -71,8 +72,8 @@ def test_registration_is_a_job_that_records_the_dataset(client, auth, service_se
 
 
 def test_duplicate_name_is_a_conflict(client, auth, tiny_dataset):
-    body = {"name": "tiny", "path": "tiny", "format": "folder"}
-    assert_problem(client.post("/api/v1/datasets", json=body, headers=auth), 409, "'tiny'")
+    response = client.post("/api/v1/datasets", json=TINY_DATASET, headers=auth)
+    assert_problem(response, 409, "'tiny'")
 
 
 def test_name_taken_while_the_job_waited_fails_the_job(client, auth, service_settings):

@@ -14,8 +14,7 @@ from service_fixtures import (
     API_TOKEN,
     assert_problem,
     make_folder_dataset,
-    register_dataset,
-    registered,
+    register_tiny_dataset,
 )
 
 from ucvgl.api.main import create_app
@@ -44,8 +43,7 @@ def test_queued_jobs_survive_a_broker_restart(settings, tmp_path):
     )
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
-            body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
+            dataset_id = register_tiny_dataset(client, AUTH)["id"]
 
             def start(run_name: str):
                 job = {"type": "cold_start", "dataset_id": dataset_id}

@@ -14,8 +14,7 @@ from service_fixtures import (
     assert_problem,
     empty_tables,
     make_folder_dataset,
-    register_dataset,
-    registered,
+    register_tiny_dataset,
 )
 from tcp_proxy import TcpProxy
 
@@ -47,8 +46,7 @@ def test_database_outage_is_503_then_recovers_without_restart(
     )
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
-            body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
+            dataset_id = register_tiny_dataset(client, AUTH)["id"]
             job = {"type": "cold_start", "dataset_id": dataset_id}
             job_id = client.post("/api/v1/jobs", json=job, headers=AUTH).json()["id"]
             poll_job(client, job_id, {"RUNNING"}, 30)

@@ -11,7 +11,10 @@ import time
 import httpx
 from PIL import Image
 from processes import TERMINAL, ServerThread, start_worker, stop_process
-from service_fixtures import make_folder_dataset, register_dataset, registered
+from service_fixtures import (
+    make_folder_dataset,
+    register_tiny_dataset,
+)
 
 from ucvgl.api.deps import get_retriever_loader
 from ucvgl.api.main import create_app
@@ -67,8 +70,7 @@ def test_queries_and_polls_while_a_job_runs(service_settings, auth, tmp_path):
     progress: list[tuple[int, str, float]] = []
     try:
         with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
-            body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            dataset_id = registered(http, register_dataset(http, auth, body))["id"]
+            dataset_id = register_tiny_dataset(http, auth)["id"]
             database = Database.from_settings(service)
             with database.session() as session:
                 model = Model(

@@ -202,6 +202,17 @@ def register_dataset(
         time.sleep(0.2)
 
 
+TINY_DATASET = {"name": "tiny", "path": "tiny", "format": "folder"}
+"""Registration body of the folder dataset :func:`make_folder_dataset` writes to
+``<first data root>/tiny``."""
+
+
+def register_tiny_dataset(client, auth, *, settings: Settings | None = None) -> dict:
+    """Register :data:`TINY_DATASET` and return the dataset as ``GET /datasets/{id}`` shows
+    it (with ``settings`` the job runs here, else a running worker must take it)."""
+    return registered(client, register_dataset(client, auth, TINY_DATASET, settings=settings))
+
+
 def registered(client, job: dict) -> dict:
     """The dataset a SUCCEEDED ``register`` job recorded, as ``GET /datasets/{id}`` shows it."""
     assert job["state"] == "SUCCEEDED", job
@@ -216,8 +227,7 @@ def registered(client, job: dict) -> dict:
 def tiny_dataset(client, auth, service_settings) -> dict:
     """A registered tiny folder dataset (4 pairs), as the API returns it."""
     make_folder_dataset(service_settings.data_roots[0] / "tiny")
-    body = {"name": "tiny", "path": "tiny", "format": "folder"}
-    return registered(client, register_dataset(client, auth, body, settings=service_settings))
+    return register_tiny_dataset(client, auth, settings=service_settings)
 
 
 def assert_problem(response, status: int, *needles: str) -> dict:

@@ -6,7 +6,11 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from service_fixtures import make_folder_dataset, register_dataset, registered
+from service_fixtures import (
+    make_folder_dataset,
+    register_dataset,
+    register_tiny_dataset,
+)
 from worker_process import start_worker, stop_worker
 
 from ucvgl.api.main import create_app
@@ -45,8 +49,7 @@ def run_scenario(settings, auth, tmp_path) -> None:
     worker = start_worker(settings, tmp_path / "worker.log", FAKE_RUNNER_SLOW_TYPES="cold_start")
     try:
         with TestClient(create_app(settings)) as client:
-            body = {"name": "tiny", "path": "tiny", "format": "folder"}
-            ds_id = registered(client, register_dataset(client, auth, body))["id"]
+            ds_id = register_tiny_dataset(client, auth)["id"]
             bad = {"name": "broken", "path": "broken", "format": "folder"}
             failed = register_dataset(client, auth, bad)
             assert failed["state"] == "FAILED" and "s002" in failed["error"], failed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -12,15 +11,15 @@ import time
 import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
-from worker_process import worker_env
+from worker_process import stop_worker, wait_until_ready, worker_env
 
 from ucvgl.shared.config import Settings
-from ucvgl.shared.db import Database
-from ucvgl.shared.models import WorkerHeartbeat
 
 HERE = Path(__file__).resolve().parent
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+stop_process = stop_worker
+"""SIGTERM (a worker's warm shutdown), SIGKILL after ``grace_s``; any process."""
 
 
 def start_worker(
@@ -44,34 +43,16 @@ def start_worker(
     full_env["OMP_NUM_THREADS"] = "1"
     log = open(log_path, "a")
     process = subprocess.Popen(command, env=full_env, cwd=log_path.parent, stdout=log, stderr=log)
-    database = Database.from_settings(settings)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited ({process.returncode}):\n{log_path.read_text()}")
-            try:
-                with database.sessions() as session:
-                    if session.get(WorkerHeartbeat, hostname) is not None:
-                        return process, hostname
-            except sa.exc.OperationalError:
-                pass
-            time.sleep(0.2)
-        stop_process(process)
-        raise RuntimeError(f"worker not ready in {timeout_s} s:\n{log_path.read_text()}")
-    finally:
-        database.dispose()
-
-
-def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM (a worker's warm shutdown), SIGKILL after ``grace_s``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    wait_until_ready(
+        process,
+        settings,
+        log_path,
+        timeout_s,
+        hostname=hostname,
+        retry_database_errors=True,
+        interval_s=0.2,
+    )
+    return process, hostname
 
 
 def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):

@@ -49,28 +49,58 @@ def start_worker(
     process = subprocess.Popen(
         command, env=worker_env(settings, **env), cwd=log_path.parent, stdout=log, stderr=log
     )
+    wait_until_ready(process, settings, log_path, timeout_s)
+    return process
+
+
+def wait_until_ready(
+    process: subprocess.Popen,
+    settings: Settings,
+    log_path: Path,
+    timeout_s: float,
+    *,
+    hostname: str | None = None,
+    retry_database_errors: bool = False,
+    interval_s: float = 0.3,
+) -> None:
+    """Wait for the worker's heartbeat row (``hostname``'s, or any worker's).
+
+    Raises:
+        RuntimeError: with the worker's log, when it exits or is not ready in ``timeout_s``
+            (it is stopped then). A database error is raised at once unless
+            ``retry_database_errors`` (fault tests that start a worker behind a proxy).
+    """
     database = Database.from_settings(settings)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"worker exited ({process.returncode}):\n{log_path.read_text()}")
-            with database.sessions() as session:
-                if session.scalar(sa.select(sa.func.count()).select_from(WorkerHeartbeat)):
-                    return process
-            time.sleep(0.3)
+            try:
+                with database.sessions() as session:
+                    if hostname is not None:
+                        ready = session.get(WorkerHeartbeat, hostname) is not None
+                    else:
+                        count = sa.select(sa.func.count()).select_from(WorkerHeartbeat)
+                        ready = bool(session.scalar(count))
+                if ready:
+                    return
+            except sa.exc.OperationalError:
+                if not retry_database_errors:
+                    raise
+            time.sleep(interval_s)
         stop_worker(process)
         raise RuntimeError(f"worker not ready in {timeout_s} s:\n{log_path.read_text()}")
     finally:
         database.dispose()
 
 
-def stop_worker(process: subprocess.Popen) -> None:
-    """Warm shutdown (SIGTERM), then kill after 15 s."""
+def stop_worker(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """Warm shutdown (SIGTERM), then SIGKILL after ``grace_s``."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

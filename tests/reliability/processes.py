@@ -16,8 +16,6 @@ from worker_process import stop_worker, wait_until_ready, worker_env
 from ucvgl.shared.config import Settings
 
 HERE = Path(__file__).resolve().parent
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
 stop_process = stop_worker
 """SIGTERM (a worker's warm shutdown), SIGKILL after ``grace_s``; any process."""
 
@@ -65,16 +63,6 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
-
-
-def poll_job(client, job_id: int, states: set[str], timeout_s: float) -> dict:
-    """GET the job until its state is in ``states``."""
-
-    def done() -> dict | None:
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        return job if job.get("state") in states else None
-
-    return wait_for(done, timeout_s, f"job {job_id} to reach {sorted(states)}")
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from processes import TERMINAL, poll_job, start_worker, stop_process
-from service_fixtures import API_TOKEN, register_dataset, registered
+from processes import start_worker, stop_process
+from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job, register_dataset, registered
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import Database, upgrade_database
@@ -54,7 +54,7 @@ def test_stage_error_fails_only_its_job_and_names_the_file(settings, tmp_path):
                 return response.json()["id"]
 
             before, bad, after = start("good", "a"), start("bad", "a"), start("good", "b")
-            states = {i: poll_job(client, i, TERMINAL, 120) for i in (before, bad, after)}
+            states = {i: poll_job(client, i, TERMINAL_STATES, 120) for i in (before, bad, after)}
             failed = states[bad]
             assert failed["state"] == "FAILED", failed
             assert victim.name in failed["error"] and "truncated" in failed["error"].lower(), failed

@@ -9,11 +9,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from processes import TERMINAL, RedisServer, poll_job, start_worker, stop_process, wait_for
+from processes import RedisServer, start_worker, stop_process, wait_for
 from service_fixtures import (
     API_TOKEN,
+    TERMINAL_STATES,
     assert_problem,
     make_folder_dataset,
+    poll_job,
     register_tiny_dataset,
 )
 
@@ -72,7 +74,7 @@ def test_queued_jobs_survive_a_broker_restart(settings, tmp_path):
             after = start("after")
             assert after.status_code == 202, after.text
             ids.append(after.json()["id"])
-            final = {i: poll_job(client, i, TERMINAL, 90) for i in ids}
+            final = {i: poll_job(client, i, TERMINAL_STATES, 90) for i in ids}
             assert all(job["state"] == "SUCCEEDED" for job in final.values()), (
                 final,
                 (tmp_path / "worker.log").read_text()[-4000:],

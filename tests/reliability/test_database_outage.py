@@ -8,12 +8,14 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from processes import TERMINAL, poll_job, start_worker, stop_process, wait_for
+from processes import start_worker, stop_process, wait_for
 from service_fixtures import (
     API_TOKEN,
+    TERMINAL_STATES,
     assert_problem,
     empty_tables,
     make_folder_dataset,
+    poll_job,
     register_tiny_dataset,
 )
 from tcp_proxy import TcpProxy
@@ -75,14 +77,14 @@ def test_database_outage_is_503_then_recovers_without_restart(
             listed = client.get("/api/v1/datasets")
             assert listed.status_code == 200 and listed.json()["total"] == 1
             wait_for(lambda: client.get("/readyz").status_code == 200, 20, "/readyz to pass")
-            done = poll_job(client, job_id, TERMINAL, 60)
+            done = poll_job(client, job_id, TERMINAL_STATES, 60)
             assert done["state"] == "SUCCEEDED", (done, (tmp_path / "worker.log").read_text())
             assert done["progress"] == 1.0
             again = client.post(
                 "/api/v1/jobs", json={**job, "params": {"run_name": "after"}}, headers=AUTH
             )
             assert again.status_code == 202, again.text
-            assert poll_job(client, again.json()["id"], TERMINAL, 60)["state"] == "SUCCEEDED"
+            assert poll_job(client, again.json()["id"], TERMINAL_STATES, 60)["state"] == "SUCCEEDED"
             log = (tmp_path / "worker.log").read_text()
             assert "progress not written (database unreachable)" in log  # it did see the outage
     finally:

@@ -10,8 +10,9 @@ import time
 
 import httpx
 from PIL import Image
-from processes import TERMINAL, ServerThread, start_worker, stop_process
+from processes import ServerThread, start_worker, stop_process
 from service_fixtures import (
+    TERMINAL_STATES,
     make_folder_dataset,
     register_tiny_dataset,
 )
@@ -104,7 +105,7 @@ def test_queries_and_polls_while_a_job_runs(service_settings, auth, tmp_path):
                             continue
                         state = answer.json()
                         progress.append((threading.get_ident(), state["state"], state["progress"]))
-                        if state["state"] in TERMINAL:
+                        if state["state"] in TERMINAL_STATES:
                             finished.set()
                         time.sleep(0.05)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 from fastapi.testclient import TestClient
-from processes import TERMINAL, poll_job, start_worker, stop_process, wait_for
-from service_fixtures import API_TOKEN, register_dataset, registered
+from processes import start_worker, stop_process, wait_for
+from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job, register_dataset, registered
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import upgrade_database
@@ -84,7 +84,7 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
             worker.wait()
             # A replacement worker starts while the reaper waits out the stale limit.
             second, _ = start_worker(service, tmp_path / "worker2.log", **timing)
-            failed = poll_job(client, job_id, TERMINAL, 30)
+            failed = poll_job(client, job_id, TERMINAL_STATES, 30)
             assert failed["state"] == "FAILED", failed
             assert failed["error"].startswith(f"worker {hostname} lost (no heartbeat since ")
             assert f"/api/v1/jobs/{job_id}/retry" in failed["error"]
@@ -96,8 +96,8 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
             again = client.post(f"/api/v1/jobs/{job_id}/retry", headers=AUTH)
             assert again.status_code in (409, 202)  # 409 while the retry is active
             if again.status_code == 202:  # the retry already finished (fast machine)
-                poll_job(client, again.json()["id"], TERMINAL, 120)
-            done = poll_job(client, new_id, TERMINAL, 120)
+                poll_job(client, again.json()["id"], TERMINAL_STATES, 120)
+            done = poll_job(client, new_id, TERMINAL_STATES, 120)
             assert done["state"] == "SUCCEEDED", (done, (tmp_path / "worker2.log").read_text())
 
             # Resumed, not restarted: every file finished before the kill is untouched.

@@ -192,14 +192,28 @@ def register_dataset(
     assert int(response.headers["retry-after"]) > 0
     if settings is not None:
         run_job_here(settings, job["id"])
+    return poll_job(client, job["id"], TERMINAL_STATES, timeout_s, headers=auth)
+
+
+def poll_job(
+    client,
+    job_id: int,
+    states: set[str],
+    timeout_s: float = 60.0,
+    *,
+    headers: dict | None = None,
+    interval_s: float = 0.2,
+) -> dict:
+    """GET the job until its state is in ``states`` (a 503 answer without a state counts as
+    not yet); AssertionError with the last answer after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        job = client.get(f"/api/v1/jobs/{job['id']}", headers=auth).json()
-        if job["state"] in TERMINAL_STATES:
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+        if job.get("state") in states:
             return job
         if time.monotonic() > deadline:
-            raise AssertionError(f"register job still {job['state']} after {timeout_s} s: {job}")
-        time.sleep(0.2)
+            raise AssertionError(f"job {job_id} not in {sorted(states)} after {timeout_s} s: {job}")
+        time.sleep(interval_s)
 
 
 TINY_DATASET = {"name": "tiny", "path": "tiny", "format": "folder"}

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 from service_fixtures import (
     make_folder_dataset,
+    poll_job,
     register_dataset,
     register_tiny_dataset,
 )
 from worker_process import start_worker, stop_worker
 
 from ucvgl.api.main import create_app
-
-
-def poll(client: TestClient, job_id: int, states: set[str], timeout_s: float = 60.0) -> dict:
-    """GET the job until its state is in ``states``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s} s: {job}")
 
 
 def free_redis_db() -> int | None:
@@ -60,7 +48,7 @@ def run_scenario(settings, auth, tmp_path) -> None:
                 "/api/v1/jobs", json={"type": "pipeline", "dataset_id": ds_id}, headers=auth
             )
             assert started.status_code == 202, started.text
-            job = poll(client, started.json()["id"], {"SUCCEEDED", "FAILED", "CANCELLED"})
+            job = poll_job(client, started.json()["id"], {"SUCCEEDED", "FAILED", "CANCELLED"})
             assert job["state"] == "SUCCEEDED", job
             assert job["worker_hostname"].startswith("test-") and job["progress"] == 1.0
             rounds = client.get(f"/api/v1/datasets/{ds_id}/rounds").json()
@@ -72,11 +60,11 @@ def run_scenario(settings, auth, tmp_path) -> None:
                 headers=auth,
             )
             assert slow.status_code == 202, slow.text
-            running = poll(client, slow.json()["id"], {"RUNNING"})
+            running = poll_job(client, slow.json()["id"], {"RUNNING"})
             assert 0.0 <= running["progress"] < 1.0
             cancel = client.post(f"/api/v1/jobs/{running['id']}/cancel", headers=auth)
             assert cancel.status_code == 202 and cancel.json()["cancel_requested"]
-            done = poll(client, running["id"], {"CANCELLED", "SUCCEEDED", "FAILED"}, 20)
+            done = poll_job(client, running["id"], {"CANCELLED", "SUCCEEDED", "FAILED"}, 20)
             assert done["state"] == "CANCELLED", done
     finally:
         stop_worker(worker)

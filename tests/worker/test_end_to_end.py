@@ -6,27 +6,13 @@ index -> query a held-out panorama and find its own tile in the top-k.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
-from service_fixtures import API_TOKEN
+from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job
 from worker_process import start_worker, stop_worker
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import upgrade_database
-
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-def poll(client: TestClient, job_id: int, timeout_s: float) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] in TERMINAL:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} not finished after {timeout_s} s: {job}")
 
 
 @pytest.mark.slow
@@ -49,7 +35,7 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
             }
             made = client.post("/api/v1/datasets/synthetic", json=world, headers=auth)
             assert made.status_code == 202, made.text
-            job = poll(client, made.json()["id"], 120)
+            job = poll_job(client, made.json()["id"], TERMINAL_STATES, 120, interval_s=0.5)
             assert job["state"] == "SUCCEEDED", job
             dataset_id = job["result"]["dataset_id"]
             dataset = client.get(f"/api/v1/datasets/{dataset_id}").json()
@@ -62,7 +48,9 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
             }
             started = client.post("/api/v1/jobs", json=body, headers=auth)
             assert started.status_code == 202, started.text
-            job = pipeline = poll(client, started.json()["id"], 540)
+            job = pipeline = poll_job(
+                client, started.json()["id"], TERMINAL_STATES, 540, interval_s=0.5
+            )
             assert job["state"] == "SUCCEEDED", (job, (tmp_path / "worker.log").read_text()[-3000:])
 
             rounds = client.get(f"/api/v1/datasets/{dataset_id}/rounds").json()["items"]
@@ -79,7 +67,7 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
 
             built = client.post("/api/v1/indexes", json={"model_id": model["id"]}, headers=auth)
             assert built.status_code == 202, built.text
-            job = poll(client, built.json()["id"], 120)
+            job = poll_job(client, built.json()["id"], TERMINAL_STATES, 120, interval_s=0.5)
             assert job["state"] == "SUCCEEDED", job["error"]
             index_id = job["result"]["index_id"]
             index = client.get(f"/api/v1/indexes/{index_id}").json()

@@ -17,9 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from ucvgl.api.job_queue import JobQueue
-from ucvgl.api.limits import ConcurrencyLimiter
 from ucvgl.api.problems import ApiProblem
-from ucvgl.api.retrievers import RetrieverCache, RetrieverLoader
+from ucvgl.api.retrievers import RetrieverLoader
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
 
@@ -52,23 +51,11 @@ async def get_retriever_loader(request: Request) -> RetrieverLoader:
     return request.app.state.retriever_loader
 
 
-async def get_retriever_cache(request: Request) -> RetrieverCache:
-    """The process-wide bounded retriever cache."""
-    return request.app.state.retrievers
-
-
-async def get_query_limiter(request: Request) -> ConcurrencyLimiter:
-    """The per-client concurrent query limiter."""
-    return request.app.state.query_limiter
-
-
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
 JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
 RetrieverLoaderDep = Annotated[RetrieverLoader, Depends(get_retriever_loader)]
-RetrieverCacheDep = Annotated[RetrieverCache, Depends(get_retriever_cache)]
-QueryLimiterDep = Annotated[ConcurrencyLimiter, Depends(get_query_limiter)]
 
 
 def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:

@@ -93,11 +93,6 @@ class ForwardThread:
         self._name = name
         self._thread: threading.Thread | None = None  # started by the first call or query
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     def call(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn()`` on the thread (after the work queued before it); its future."""
         return self._put(_Call(fn))

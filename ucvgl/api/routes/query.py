@@ -149,8 +149,9 @@ async def query_tiles(
     0.1-1 ms, so a warm request makes only two: the event loop hands the raw uploads to
     the app's forward thread (its one torch thread), which decodes them and runs the
     forward, and the loop awaits the answer without holding a thread. The index row
-    comes from the app's :class:`IndexLookup` (the database is read when its entry is older than
-    ``UCVGL_QUERY_INDEX_CACHE_SECONDS``) and the loaded retriever from the app's cache;
+    comes from the app's :class:`IndexLookup` (the database is read when its entry is
+    older than ``UCVGL_QUERY_INDEX_CACHE_SECONDS``) and the loaded retriever from the
+    app's cache;
     only a miss of either costs a threadpool trip. Dependencies are async for the same
     reason, and the response is serialised once, without re-validation.
     """

@@ -33,6 +33,7 @@ MODES = ("unsupervised", "semi", "supervised")
 STAGES = {
     "unsupervised": (
         "project",
+        "prior",
         "cyclegan",
         "translate",
         "cold_start",
@@ -46,6 +47,7 @@ STAGES = {
 }
 STAGE_WEIGHTS = {
     "project": 0.03,
+    "prior": 0.01,
     "cyclegan": 0.15,
     "translate": 0.02,
     "cold_start": 0.3,
@@ -60,6 +62,8 @@ RUN_FILE = "run.json"
 REPORT_FILE = "report.json"
 TIMES_FILE = "stage_times.json"
 SELECTED_MODEL = Path("model") / "selected.pt"
+PRIOR_FILE = "prior.json"
+PRIOR_PAIRS_FILE = "prior_pairs.npz"
 
 
 def _json_default(value: Any) -> Any:
@@ -240,6 +244,63 @@ class PipelineRun:
             progress=NullProgress(),
         )
 
+    def prior(self, progress: Progress) -> dict[str, Any] | None:
+        """The projection prior's pseudo-pairs (``run_dir/prior.json``, ``prior_pairs.npz``).
+
+        Standardised thumbnails of every training panorama's BEV are matched against the
+        tiles' and against decoy tiles (the tiles turned 180 degrees); the mutual matches
+        kept are those whose estimated false share (decoy matches / tile matches above
+        their margin) is at most ``preset.prior_max_fdr``. No label and no learning: the
+        pairs exist only where the projection alone already finds the tile unambiguously.
+        None when the preset has no projection prior.
+        """
+        from ucvgl.services.pixel_prior import (
+            rotate_descriptors,
+            target_decoy_pairs,
+            thumbnail_descriptors,
+        )
+
+        if not self.preset.projection_prior:
+            return None
+        path = self.run_dir / PRIOR_FILE
+        if path.exists():
+            return json.loads(path.read_text())
+        bev = self.project(NullProgress())
+        size = self.preset.prior_thumbnail
+        g = thumbnail_descriptors(bev, size, progress=ScaledProgress(progress, 0.0, 0.5))
+        s = thumbnail_descriptors(
+            self.train_split.satellite_paths, size, progress=ScaledProgress(progress, 0.5, 0.9)
+        )
+        labels = target_decoy_pairs(
+            g, s, rotate_descriptors(s, size), max_fdr=self.preset.prior_max_fdr
+        )
+        summary: dict[str, Any] = {
+            **labels.summary(),
+            "thumbnail": size,
+            "max_fdr": self.preset.prior_max_fdr,
+            "pool": int(len(bev)),
+            "correct": None,
+        }
+        positives = self.train_split.positives
+        if positives is not None and (np.asarray(positives) >= 0).any():
+            pos = np.asarray(positives)
+            summary["correct"] = int((pos[labels.ground_idx] == labels.satellite_idx).sum())
+        if self.dist.is_main:
+            pairs_path = self.run_dir / PRIOR_PAIRS_FILE
+            np.savez(pairs_path, ground=labels.ground_idx, satellite=labels.satellite_idx)
+            write_json(path, summary)
+        self._barrier()
+        progress.update("prior", 1.0, f"{labels.num_pairs} pairs")
+        return summary
+
+    def prior_pairs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The projection prior's (ground, tile) index arrays, or None (no prior / no pair)."""
+        summary = self.prior(NullProgress())
+        if not summary or not summary["pairs"]:
+            return None
+        with np.load(self.run_dir / PRIOR_PAIRS_FILE) as data:
+            return data["ground"].astype(np.int64), data["satellite"].astype(np.int64)
+
     def cyclegan(self, progress: Progress) -> Path:
         """Train (or resume) the BEV -> satellite CycleGAN (``run_dir/cyclegan``)."""
         from ucvgl.services.cyclegan import CHECKPOINT_NAME, train_cyclegan
@@ -369,7 +430,7 @@ class PipelineRun:
         from ucvgl.services.training.amm import run_amm
 
         start = self._start_path()
-        known = self.known_pairs() if self.mode == "semi" else None
+        known = self.known_pairs() if self.mode == "semi" else self.prior_pairs()
         fakes = None
         has_fakes = self.mode == "unsupervised" or self.preset.semi_cold_start
         if has_fakes and self.preset.amm_fake_query:

@@ -68,6 +68,12 @@ class Preset:
         amm_fake_query: unsupervised AMM matches each panorama by its ground embedding plus
             its fake satellite image's embedding (label-free; the paper uses the ground
             embedding alone).
+        projection_prior: unsupervised runs match the BEV projections' standardised
+            thumbnails with the tiles' before any learning and keep the mutual matches
+            that a target-decoy competition accepts (``ucvgl.services.pixel_prior``); AMM
+            keeps them as anchor pairs in every round, like known pairs.
+        prior_thumbnail: side of the prior's thumbnails (pixels).
+        prior_max_fdr: the prior's largest estimated false share (decoy / tile matches).
         hard_negative_warmup_epochs: epochs of plain random batches at the start of a pair
             stage before the hard-negative batches begin (a model from scratch learns
             nothing from batches of near-duplicate neighbours).
@@ -110,6 +116,9 @@ class Preset:
     hard_negative_warmup_epochs: int = 0
     amm_fake_query: bool = False
     semi_cold_start: bool = False
+    projection_prior: bool = False
+    prior_thumbnail: int = 24
+    prior_max_fdr: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("photometric", "intra_photometric"):
@@ -176,6 +185,7 @@ PRESETS: dict[str, Preset] = {
         supervised_epochs=1,
         semi_warm_epochs=1,
         min_place_distance_m=0.0,
+        projection_prior=True,
     ),
     # The demo: ~1,000 locations on 2 CPU cores. Two small encoders from scratch learn in
     # a few hundred steps only with a high learning rate and without the paper's strong
@@ -210,6 +220,7 @@ PRESETS: dict[str, Preset] = {
         joint_flip=False,
         hard_negatives=False,
         amm_fake_query=True,
+        projection_prior=True,
         semi_cold_start=True,
         # Unlabelled items as loss rows with the extra zero-logit target wreck the small
         # model: one AMM round on 256 pseudo-pairs (86% correct) took val R@1 from 38.2 to

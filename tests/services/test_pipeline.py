@@ -57,6 +57,7 @@ def test_unsupervised_report_schema(unsupervised_run):
     assert report["recall"]["r1"] <= report["recall"]["r5"] <= report["recall"]["r10"]
     assert [s["name"] for s in report["stages"]] == [
         "project",
+        "prior",
         "cyclegan",
         "translate",
         "cold_start",

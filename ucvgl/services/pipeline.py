@@ -612,6 +612,9 @@ class PipelineRun:
             if recall is None
             else {k: recall.get(k) for k in ("r1", "r5", "r10", "r1p")}
             | {k: v for k, v in recall.items() if k not in ("r1", "r5", "r10", "r1p")},
+            "prior": json.loads((self.run_dir / PRIOR_FILE).read_text())
+            if (self.run_dir / PRIOR_FILE).exists()
+            else None,
             "rounds": rounds,
             "selection": {
                 "criterion": "mutual matches of the training pool with margin >= T, "

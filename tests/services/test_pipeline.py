@@ -77,7 +77,7 @@ def test_unsupervised_report_schema(unsupervised_run):
         assert 0 <= r["labels"] <= r["mutual"] <= N_TRAIN
         assert r["correct"] is None or 0 <= r["correct"] <= r["labels"]
         rows = list(csv.DictReader(open(r["labels_path"])))
-        assert len(rows) == r["labels"]
+        assert len(rows) == r["labels"] + r["known_labels"]  # prior anchors + pseudo-pairs
         if rows:
             assert list(rows[0]) == ["ground_id", "satellite_id", "margin", "similarity", "correct"]
             assert all(float(row["margin"]) >= r["threshold"] - 1e-6 for row in rows)

@@ -44,6 +44,11 @@ class EncoderConfig(BaseModel):
     satellite_size: tuple[int, int] = (128, 128)
     weights: Path | None = Field(None, description="local timm backbone weights file")
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    standardise_input: bool = Field(
+        False,
+        description="shift each channel of each input image to mean 0 and unit variance "
+        "before the backbone (invariance to per-view exposure and white balance)",
+    )
 
     @field_validator("ground_size", "satellite_size")
     @classmethod
@@ -147,6 +152,18 @@ def _load_partial(model: nn.Module, name: str, path: Path) -> WeightsReport:
     return WeightsReport(path, "state_dict", missing, unexpected)
 
 
+def standardise_images(x: Tensor, eps: float = 1e-3) -> Tensor:
+    """Each channel of each image to mean 0, standard deviation 1: [B, 3, H, W] -> same.
+
+    A per-view gain and offset per channel (exposure, white balance, and the dataset
+    normalisation itself) leaves the result unchanged, so the two views' colour
+    differences never reach the backbone.
+    """
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
+
+
 class ViewEncoder(nn.Module):
     """Backbone + SAFA (or global average pooling) + L2 normalisation for one view.
 
@@ -158,6 +175,8 @@ class ViewEncoder(nn.Module):
         safa_branches: number of SAFA spatial maps.
         weights: optional local backbone weights file.
         drop_path_rate: stochastic depth of the backbone.
+        standardise_input: per-image, per-channel standardisation of the input (see
+            :func:`standardise_images`).
         shared_backbone: reuse this backbone module instead of creating one (shared weights).
 
     Attributes:
@@ -174,10 +193,13 @@ class ViewEncoder(nn.Module):
         safa_branches: int = 8,
         weights: Path | None = None,
         drop_path_rate: float = 0.0,
+        standardise_input: bool = False,
         shared_backbone: nn.Module | None = None,
     ) -> None:
         super().__init__()
         import timm.data
+
+        self.standardise_input = bool(standardise_input)
 
         if shared_backbone is None:
             self.backbone, self.weights_report = create_backbone(
@@ -219,6 +241,8 @@ class ViewEncoder(nn.Module):
         """Embed x [B, 3, H, W] -> L2-normalised [B, embed_dim]."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(x.shape)}")
+        if self.standardise_input:
+            x = standardise_images(x)
         pooled = self.head(self.forward_features(x)).flatten(1)
         return F.normalize(pooled, dim=-1)
 
@@ -238,6 +262,7 @@ class TwoViewModel(nn.Module):
             safa=config.safa,
             safa_branches=config.safa_branches,
             drop_path_rate=config.drop_path_rate,
+            standardise_input=config.standardise_input,
         )
         self.ground_encoder = ViewEncoder(
             config.backbone, config.ground_size, weights=config.weights, **common

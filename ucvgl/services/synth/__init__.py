@@ -3,7 +3,9 @@ synthetic city, written in the public dataset layouts (CVUSA, CVACT, VIGOR, fold
 
 Modules: ``world`` (the raster map), ``city`` (the procedural generator and the capture
 locations), ``render`` (satellite and panorama renderers), ``writers`` (dataset layouts),
-``geo`` (metres <-> GPS), ``generate`` (:func:`generate_world`, the entry point).
+``geo`` (metres <-> GPS), ``settings`` (:class:`WorldSettings`, the knobs in which worlds
+differ), ``family`` (the registry of named tuning and report worlds), ``generate``
+(:func:`generate_world`, the entry point).
 """
 
 from ucvgl.services.synth.generate import META_FILE, generate_world
@@ -14,6 +16,7 @@ from ucvgl.services.synth.render import (
     render_panorama,
     render_satellite,
 )
+from ucvgl.services.synth.settings import WorldSettings
 from ucvgl.services.synth.world import World
 from ucvgl.services.synth.writers import FORMATS
 
@@ -24,6 +27,7 @@ __all__ = [
     "META_FILE",
     "TILE_EXTENT_M",
     "World",
+    "WorldSettings",
     "generate_world",
     "render_panorama",
     "render_satellite",

@@ -77,7 +77,8 @@ CARS: tuple[RGB, ...] = (
 
 @dataclass(frozen=True)
 class CityConfig:
-    """Knobs of the procedural map (metres)."""
+    """Knobs of the procedural map (metres; the scene knobs are documented on
+    :class:`~ucvgl.services.synth.settings.WorldSettings`, which sets them)."""
 
     resolution_m: float = 0.3
     margin_m: float = 60.0
@@ -86,6 +87,13 @@ class CityConfig:
     min_spacing_m: float = 22.86
     sun_azimuth_deg: float = 135.0
     sun_elevation_deg: float = 50.0
+    scene_density: float = 1.0
+    downtown_radius: float = 0.3
+    suburb_radius: float = 0.7
+    style: str = "textured"
+    texture_strength: float = 1.0
+    shadow_strength: float = 0.5
+    transient_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,11 @@ def _pick(palette: tuple[RGB, ...], rng: np.random.Generator, amount: float = 0.
     return _jitter(palette[int(rng.integers(len(palette)))], rng, amount)
 
 
+def _scaled(n: int, k: float) -> int:
+    """``n`` things scaled by density ``k`` (exactly ``n`` at k == 1)."""
+    return n if k == 1.0 else int(round(n * k))
+
+
 def _grid_lines(extent: float, rng: np.random.Generator) -> list[float]:
     """Street positions across ``extent``: dense near the centre, sparse outside."""
     pos = [float(rng.uniform(-20.0, 30.0))]
@@ -143,7 +156,9 @@ def _distance(x: float, y: float, side: float) -> float:
 
 
 # --------------------------------------------------------------------------- blocks
-def _houses(world: World, b: tuple[float, float, float, float], rng: np.random.Generator) -> None:
+def _houses(
+    world: World, b: tuple[float, float, float, float], rng: np.random.Generator, k: float = 1.0
+) -> None:
     x0, y0, x1, y1 = b
     world.paint_rect(x0, y0, x1, y1, _pick(GRASS, rng), texture=0.25)
     lot = float(rng.uniform(17.0, 26.0))
@@ -152,8 +167,10 @@ def _houses(world: World, b: tuple[float, float, float, float], rng: np.random.G
     roof_base = _pick(ROOFS_HOUSE, rng, 0.05)
     for i in range(nx):
         for j in range(ny):
-            if 0 < i < nx - 1 and 0 < j < ny - 1 and rng.random() < 0.5:
+            if 0 < i < nx - 1 and 0 < j < ny - 1 and rng.random() < min(0.5 / k, 1.0):
                 continue  # interior lots are back gardens
+            if k < 1.0 and rng.random() > k:
+                continue  # a sparse scene leaves street lots empty too
             lx, ly = x0 + i * lw, y0 + j * lh
             w, h = rng.uniform(0.45, 0.7) * lw, rng.uniform(0.45, 0.7) * lh
             hx = lx + rng.uniform(1.0, max(lw - w - 1.0, 1.0))
@@ -178,7 +195,7 @@ def _houses(world: World, b: tuple[float, float, float, float], rng: np.random.G
                 ridge=ridge,
                 windows=True,
             )
-            for _ in range(int(rng.integers(0, 4))):
+            for _ in range(_scaled(int(rng.integers(0, 4)), k)):
                 world.add_tree(
                     lx + rng.uniform(1, lw - 1),
                     ly + rng.uniform(1, lh - 1),
@@ -207,10 +224,10 @@ def _split(b: tuple[float, float, float, float], n: int, rng: np.random.Generato
     return parts
 
 
-def _downtown(world: World, b: tuple, rng: np.random.Generator) -> None:
+def _downtown(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> None:
     x0, y0, x1, y1 = b
     world.paint_rect(x0, y0, x1, y1, _pick(PAVING, rng), texture=0.08)
-    for px0, py0, px1, py1 in _split(b, int(rng.integers(1, 5)), rng):
+    for px0, py0, px1, py1 in _split(b, max(_scaled(int(rng.integers(1, 5)), k), 1), rng):
         g = rng.uniform(1.5, 5.0)
         if rng.random() < 0.12:
             world.paint_rect(px0 + g, py0 + g, px1 - g, py1 - g, _pick(GRASS, rng), 0.2)
@@ -240,9 +257,9 @@ def _downtown(world: World, b: tuple, rng: np.random.Generator) -> None:
             )
 
 
-def _commercial(world: World, b: tuple, rng: np.random.Generator) -> None:
+def _commercial(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> None:
     x0, y0, x1, y1 = b
-    _parking(world, b, rng)
+    _parking(world, b, rng, k)
     w, h = x1 - x0, y1 - y0
     if w > h:
         bx0, bx1 = (
@@ -271,7 +288,7 @@ def _commercial(world: World, b: tuple, rng: np.random.Generator) -> None:
     )
 
 
-def _parking(world: World, b: tuple, rng: np.random.Generator) -> None:
+def _parking(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> None:
     x0, y0, x1, y1 = b
     along_x = rng.random() < 0.5
     world.paint_stripes(
@@ -288,7 +305,7 @@ def _parking(world: World, b: tuple, rng: np.random.Generator) -> None:
         else:
             world.paint_rect(pos, y0, pos + 5.0, y1, ASPHALT, 0.08)
         pos += period
-    n_cars = int((x1 - x0) * (y1 - y0) / 60.0 * rng.uniform(0.2, 0.7))
+    n_cars = int((x1 - x0) * (y1 - y0) / 60.0 * rng.uniform(0.2, 0.7) * k)
     for _ in range(n_cars):
         cx, cy = rng.uniform(x0 + 2, x1 - 2), rng.uniform(y0 + 2, y1 - 2)
         lx, ly = (1.0, 2.3) if along_x else (2.3, 1.0)
@@ -305,10 +322,10 @@ def _parking(world: World, b: tuple, rng: np.random.Generator) -> None:
         )
 
 
-def _industrial(world: World, b: tuple, rng: np.random.Generator) -> None:
+def _industrial(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> None:
     x0, y0, x1, y1 = b
     world.paint_rect(x0, y0, x1, y1, _pick(SOIL + PAVING, rng), texture=0.15)
-    for px0, py0, px1, py1 in _split(b, int(rng.integers(1, 3)), rng):
+    for px0, py0, px1, py1 in _split(b, max(_scaled(int(rng.integers(1, 3)), k), 1), rng):
         g = rng.uniform(3.0, 8.0)
         world.add_box(
             px0 + g,
@@ -322,7 +339,9 @@ def _industrial(world: World, b: tuple, rng: np.random.Generator) -> None:
         )
 
 
-def _park(world: World, b: tuple, rng: np.random.Generator, density: float = 1 / 90) -> None:
+def _park(
+    world: World, b: tuple, rng: np.random.Generator, k: float = 1.0, density: float = 1 / 90
+) -> None:
     x0, y0, x1, y1 = b
     world.paint_rect(x0, y0, x1, y1, _pick(GRASS, rng), texture=0.3)
     if rng.random() < 0.5:  # crossing paths
@@ -334,7 +353,7 @@ def _park(world: World, b: tuple, rng: np.random.Generator, density: float = 1 /
         px, py = rng.uniform(x0 + r, x1 - r), rng.uniform(y0 + r, y1 - r)
         world.paint_disk(px, py, r + 1.5, SAND, 0.1)
         world.paint_disk(px, py, r, _jitter(WATER, rng), 0.1)
-    for _ in range(int((x1 - x0) * (y1 - y0) * density * rng.uniform(0.5, 1.5))):
+    for _ in range(int((x1 - x0) * (y1 - y0) * density * rng.uniform(0.5, 1.5) * k)):
         world.add_tree(
             rng.uniform(x0, x1),
             rng.uniform(y0, y1),
@@ -344,7 +363,7 @@ def _park(world: World, b: tuple, rng: np.random.Generator, density: float = 1 /
         )
 
 
-def _farm(world: World, b: tuple, rng: np.random.Generator) -> None:
+def _farm(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> None:
     x0, y0, x1, y1 = b
     for px0, py0, px1, py1 in _split(b, int(rng.integers(1, 4)), rng):
         a, c = _pick(CROPS + SOIL, rng), _pick(CROPS + SOIL, rng, 0.05)
@@ -360,10 +379,10 @@ def _farm(world: World, b: tuple, rng: np.random.Generator) -> None:
             0.2,
         )
         if rng.random() < 0.5:  # a hedge row of trees on one side
-            n = int((px1 - px0) / 6)
-            for k in range(n):
+            step = 6 / k
+            for t in range(int((px1 - px0) / step)):
                 world.add_tree(
-                    px0 + 3 + 6 * k,
+                    px0 + 3 + step * t,
                     py0 + 1.5,
                     rng.uniform(2.0, 3.5),
                     rng.uniform(6, 12),
@@ -395,7 +414,7 @@ def _farm(world: World, b: tuple, rng: np.random.Generator) -> None:
         )
 
 
-def _water(world: World, b: tuple, rng: np.random.Generator) -> None:
+def _water(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> None:
     x0, y0, x1, y1 = b
     world.paint_rect(x0, y0, x1, y1, _pick(GRASS, rng), 0.3)
     world.paint_rect(x0 + 3, y0 + 3, x1 - 3, y1 - 3, SAND, 0.1)
@@ -409,16 +428,16 @@ _BLOCKS = {
     "houses": _houses,
     "industrial": _industrial,
     "park": _park,
-    "forest": lambda w, b, r: _park(w, b, r, density=1 / 28),
+    "forest": lambda w, b, r, k: _park(w, b, r, k, density=1 / 28),
     "farm": _farm,
     "water": _water,
 }
 
 
-def _land_use(d: float, rng: np.random.Generator) -> str:
-    if d < 0.3:
+def _land_use(d: float, rng: np.random.Generator, config: CityConfig) -> str:
+    if d < config.downtown_radius:
         options = {"downtown": 0.62, "commercial": 0.1, "parking": 0.08, "park": 0.1, "houses": 0.1}
-    elif d < 0.7:
+    elif d < config.suburb_radius:
         options = {
             "houses": 0.58,
             "commercial": 0.12,
@@ -550,7 +569,12 @@ def _paint_markings(world: World, road: Road) -> None:
 
 
 def _street_trees_and_cars(
-    world: World, road: Road, side: float, locations: np.ndarray, rng: np.random.Generator
+    world: World,
+    road: Road,
+    side: float,
+    locations: np.ndarray,
+    rng: np.random.Generator,
+    k: float = 1.0,
 ) -> None:
     horizontal = road.y0 == road.y1
     d = _distance((road.x0 + road.x1) / 2, (road.y0 + road.y1) / 2, side)
@@ -563,7 +587,7 @@ def _street_trees_and_cars(
         return (s, c + o) if horizontal else (c + o, s)
 
     if d < 0.8 and rng.random() < 0.55:  # street trees on one or both sidewalks
-        spacing = rng.uniform(8.0, 14.0)
+        spacing = rng.uniform(8.0, 14.0) / k
         foliage = _pick(FOLIAGE, rng)
         sides = [-1, 1] if rng.random() < 0.5 else [int(rng.choice([-1, 1]))]
         for sgn in sides:
@@ -575,7 +599,7 @@ def _street_trees_and_cars(
                     _jitter(foliage, rng, 0.05),
                     crown_base_m=3.0,
                 )
-    n_cars = int((b - a) / 30.0 * rng.uniform(0.0, 1.5) * (1.0 if d < 0.8 else 0.3))
+    n_cars = int((b - a) / 30.0 * rng.uniform(0.0, 1.5) * (1.0 if d < 0.8 else 0.3) * k)
     lane = road.width / 4.0
     for _ in range(n_cars):
         s = rng.uniform(a + 10.0, b - 10.0)
@@ -586,6 +610,43 @@ def _street_trees_and_cars(
         hx, hy = (2.3, 0.95) if horizontal else (0.95, 2.3)
         col = _pick(CARS, rng)
         world.add_box(x - hx, y - hy, x + hx, y + hy, 1.5, col, col, kind=KIND_CAR, windows=False)
+
+
+# --------------------------------------------------------------------------- scene knobs
+def _mark_transient_cars(world: World, prob: float, rng: np.random.Generator) -> None:
+    """Each car, with probability ``prob``, is seen by one view only (50/50 which)."""
+    cars = np.flatnonzero(np.asarray(world._kind) == KIND_CAR)
+    transient = rng.random(len(cars)) < prob
+    satellite = rng.random(len(cars)) < 0.5
+    world.set_transient(cars[transient & satellite].tolist(), cars[transient & ~satellite].tolist())
+
+
+FLAT_MIX = np.asarray(((0.55, 0.35, 0.10), (0.10, 0.55, 0.35), (0.35, 0.10, 0.55)), np.float32)
+"""Channel mixing of the flat style's palette (rows: output R, G, B)."""
+FLAT_LEVELS = 6
+"""The flat style posterises each channel to this many levels."""
+
+
+def flat_colours(rgb: np.ndarray) -> np.ndarray:
+    """The flat style's palette: ``rgb`` [..., 3] (0..255) channel-mixed, saturated and
+    posterised to :data:`FLAT_LEVELS` levels per channel. float32 [..., 3]."""
+    c = np.asarray(rgb, np.float32) @ FLAT_MIX.T
+    grey = c.mean(axis=-1, keepdims=True)
+    c = np.clip(grey + 1.6 * (c - grey) + 12.0, 0.0, 255.0)
+    step = 255.0 / (FLAT_LEVELS - 1)
+    return (np.round(c / step) * step).astype(np.float32)
+
+
+def _flatten_palette(world: World) -> None:
+    """Repaint a finalized world in the flat style's palette (every distinct colour once)."""
+    packed = world.ground.reshape(-1, 3).astype(np.uint32)
+    packed = (packed[:, 0] << 16) | (packed[:, 1] << 8) | packed[:, 2]
+    values, inverse = np.unique(packed, return_inverse=True)
+    distinct = np.stack([(values >> 16) & 255, (values >> 8) & 255, values & 255], axis=1)
+    table = np.clip(flat_colours(distinct) + 0.5, 0, 255).astype(np.uint8)
+    world.ground = table[inverse.reshape(-1)].reshape(world.ground.shape)
+    world.roof_rgb = flat_colours(world.roof_rgb)
+    world.side_rgb = flat_colours(world.side_rgb)
 
 
 # --------------------------------------------------------------------------- locations
@@ -679,8 +740,15 @@ def build_city(
         ground_rgb=GRASS[0],
         sun_azimuth_deg=config.sun_azimuth_deg,
         sun_elevation_deg=config.sun_elevation_deg,
+        shadow_strength=config.shadow_strength,
         rng=rng,
     )
+    if config.style == "flat":
+        world.tex[:] = 128  # no texture noise (the noise was drawn: the layout is unchanged)
+    elif config.texture_strength != 1.0:
+        amp = (world.tex.astype(np.float32) - 128.0) * np.float32(config.texture_strength)
+        world.tex = np.clip(128.0 + amp + 0.5, 0, 255).astype(np.uint8)
+    k = config.scene_density
     world.paint_rect(0, 0, total, total, GRASS[1], texture=0.3)
     # blocks, inset from the streets around them
     for i in range(len(xs) - 1):
@@ -693,7 +761,7 @@ def build_city(
             if block[2] < 0 or block[3] < 0 or block[0] > total or block[1] > total:
                 continue
             d = _distance((xa + xb) / 2, (ya + yb) / 2, total)
-            _BLOCKS[_land_use(d, rng)](world, block, rng)
+            _BLOCKS[_land_use(d, rng, config)](world, block, rng, k)
             if world.num_objects > 55000:
                 break
     full = total
@@ -704,8 +772,12 @@ def build_city(
     for road in roads:
         if world.num_objects > 64000:
             break
-        _street_trees_and_cars(world, road, full, locs, rng)
+        _street_trees_and_cars(world, road, full, locs, rng, k)
+    if config.transient_prob > 0.0:
+        _mark_transient_cars(world, config.transient_prob, rng)
     world.finalize()
+    if config.style == "flat":
+        _flatten_palette(world)
     return City(world=world, roads=roads, locations=locs, area=area)
 
 

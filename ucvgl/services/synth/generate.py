@@ -27,12 +27,14 @@ from ucvgl.services.synth.render import (
     render_satellite,
     satellite_look,
 )
+from ucvgl.services.synth.settings import WorldSettings
 from ucvgl.services.synth.world import World
 from ucvgl.services.synth.writers import (
     VIGOR_DEFAULT_CITIES,
     ChunkPlan,
     RenderTask,
     SynthSpec,
+    apply_gps_offset,
     make_writer,
 )
 from ucvgl.shared.errors import ConfigError
@@ -47,12 +49,21 @@ STAGE = "synth"
 def render_task_image(world: World, task: RenderTask, spec: SynthSpec) -> np.ndarray:
     """Render one task's image with its per-view appearance: uint8 [h, w, 3]."""
     rng = np.random.default_rng([spec.seed, *task.key])
+    ws = spec.world
     if task.kind == "satellite":
-        return satellite_look(render_satellite(world, task.x, task.y, spec.sat_size), rng)
+        tile = render_satellite(world, task.x, task.y, spec.sat_size, extent_m=ws.tile_extent)
+        return satellite_look(tile, rng, ws.satellite_jitter)
     pano = render_panorama(
-        world, task.x, task.y, spec.pano_size, heading_deg=task.heading_deg, rows=task.rows
+        world,
+        task.x,
+        task.y,
+        spec.pano_size,
+        heading_deg=task.heading_deg,
+        camera_height_m=ws.camera_height_m,
+        pitch_deg=ws.camera_pitch_deg,
+        rows=task.rows,
     )
-    return panorama_look(pano, rng)
+    return panorama_look(pano, rng, ws.panorama_jitter)
 
 
 def encode_image(pixels: np.ndarray, suffix: str, jpeg_quality: int = 90) -> bytes:
@@ -144,8 +155,10 @@ def _check_output(out: Path, spec: SynthSpec) -> None:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{meta_path} is unreadable ({exc}); choose a new folder") from exc
-    old = meta.get("params", {})
+    old = dict(meta.get("params", {}))
     new = spec.params()
+    if "params" in meta and "world" not in old:  # written before the world knobs existed
+        old["world"] = WorldSettings().params()
     if meta.get("generator") != GENERATOR or old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ConfigError(
@@ -184,6 +197,7 @@ def generate_world(
     cities: Sequence[str] | None = None,
     origin: tuple[float, float] | None = None,
     jpeg_quality: int = 90,
+    world: WorldSettings | None = None,
 ) -> Path:
     """Generate a synthetic cross-view dataset in one of the public layouts.
 
@@ -206,6 +220,9 @@ def generate_world(
         cities: VIGOR cities (default ("Chicago",)); locations are split evenly.
         origin: (lat, lon) of the map centre; default per format (see ``geo.ORIGINS``).
         jpeg_quality: JPEG quality of the written images.
+        world: the world's scene and camera knobs (:class:`WorldSettings`; None: the
+            defaults, which reproduce the original world byte for byte). Recorded in
+            synth_meta.json's ``params.world``.
 
     Returns:
         ``out``.
@@ -226,6 +243,7 @@ def generate_world(
         cities=tuple(cities) if cities else (VIGOR_DEFAULT_CITIES if fmt == "vigor" else ()),
         origin=(float(origin[0]), float(origin[1])) if origin is not None else None,
         jpeg_quality=int(jpeg_quality),
+        world=world if world is not None else WorldSettings(),
     )
     out = Path(out)
     _check_output(out, spec)
@@ -244,7 +262,7 @@ def generate_world(
         )
         rng = np.random.default_rng([spec.seed, chunk.group_index, chunk.index])
         city = build_city(chunk.count, rng, writer.city_config())
-        tasks = writer.chunk_tasks(chunk, city)
+        tasks = apply_gps_offset(writer.chunk_tasks(chunk, city), spec)
         todo = [t for t in tasks if not (out / t.path).is_file()]
         counter = {"done": len(tasks) - len(todo)}
 

@@ -10,7 +10,8 @@ Conventions (shared with the projection and the dataset readers):
   ``heading + (u / W - 0.5) * 360`` degrees clockwise from north, so column W/2 looks at
   the heading (north for heading 0), W*3/4 east, W/4 west, the edges south. Pixel row
   ``v`` looks at elevation ``90 - v / H * 180`` degrees: row 0 the zenith, row H/2 the
-  horizon. The camera stands ``camera_height_m`` above the ground.
+  horizon (a camera pitch adds ``pitch_deg`` to every row's elevation, moving the horizon
+  down for a positive pitch). The camera stands ``camera_height_m`` above the ground.
 
 Rendering is vectorised per panorama: for each column the ray's horizontal path is
 sampled at ``steps`` geometrically spaced distances (a 1-D profile of the height field),
@@ -51,6 +52,7 @@ SKY_HORIZON = np.asarray((205, 218, 232), np.float32)
 SKY_ZENITH = np.asarray((92, 140, 208), np.float32)
 HAZE = np.asarray((196, 204, 214), np.float32)
 SHADOW_FACTOR = 0.5
+"""The default darkening of shadows (``World.shadow_strength`` 0.5 -> factor 0.5)."""
 
 
 # --------------------------------------------------------------------------- satellite
@@ -58,6 +60,8 @@ def _top_colour(world: World, rs: slice, cs: slice) -> np.ndarray:
     """What the map looks like from straight above in a raster window: float32 [h, w, 3]."""
     ground = world.ground[rs, cs].astype(np.float32)
     ids = world.obj[rs, cs]
+    if world.sat_hidden is not None:  # transient objects the satellite does not see
+        ids = np.where(world.sat_hidden[ids], np.uint16(0), ids)
     if not ids.any():
         out = ground
     else:
@@ -80,7 +84,8 @@ def _top_colour(world: World, rs: slice, cs: slice) -> np.ndarray:
         factor = np.where(tree, (0.62 + 0.45 * rel) * (1.0 + 0.35 * tex), factor)
         obj_colour = colour * factor[..., None]
         out = np.where((ids > 0)[..., None], obj_colour, ground)
-    shade = np.where(world.shadow[rs, cs], SHADOW_FACTOR, 1.0).astype(np.float32)
+    factor = SHADOW_FACTOR if world.shadow_strength == 0.5 else 1.0 - world.shadow_strength
+    shade = np.where(world.shadow[rs, cs], factor, 1.0).astype(np.float32)
     return out * shade[..., None]
 
 
@@ -121,13 +126,19 @@ def render_satellite(
 
 # --------------------------------------------------------------------------- panorama
 def panorama_directions(
-    height: int, width: int, heading_deg: float = 0.0
+    height: int, width: int, heading_deg: float = 0.0, pitch_deg: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Azimuth [W] (radians, clockwise from north) and elevation [H] (radians) per pixel."""
+    """Azimuth [W] (radians, clockwise from north) and elevation [H] (radians) per pixel.
+
+    ``pitch_deg`` shifts every row's elevation (clipped to +-90 degrees).
+    """
     u = np.arange(width, dtype=np.float64)
     v = np.arange(height, dtype=np.float64)
     azimuth = np.radians(heading_deg + (u / width - 0.5) * 360.0)
-    elevation = np.radians(90.0 - v / height * 180.0)
+    if pitch_deg == 0.0:
+        elevation = np.radians(90.0 - v / height * 180.0)
+    else:
+        elevation = np.radians(np.clip(90.0 - v / height * 180.0 + pitch_deg, -90.0, 90.0))
     return azimuth, elevation
 
 
@@ -145,6 +156,7 @@ def render_panorama(
     *,
     heading_deg: float = 0.0,
     camera_height_m: float = CAMERA_HEIGHT_M,
+    pitch_deg: float = 0.0,
     rows: tuple[int, int] | None = None,
     max_distance_m: float = MAX_DISTANCE_M,
     steps: int = RAY_STEPS,
@@ -157,6 +169,8 @@ def render_panorama(
         size: (H, W) of the full panorama (2:1 for a full sphere).
         heading_deg: azimuth of the centre column, degrees clockwise from north.
         camera_height_m: camera height above the ground.
+        pitch_deg: camera pitch, degrees; added to every row's elevation (positive: the
+            camera looks up, the horizon moves down).
         rows: (top, bottom) row range of the full H x W grid to render (a horizon band);
             None renders all H rows.
         max_distance_m: how far rays look for objects.
@@ -167,7 +181,7 @@ def render_panorama(
     """
     H, W = size
     top_row, bottom_row = rows if rows is not None else (0, H)
-    azimuth, elevation = panorama_directions(H, W, heading_deg)
+    azimuth, elevation = panorama_directions(H, W, heading_deg, pitch_deg)
     elevation = elevation[top_row:bottom_row]
     n_rows = len(elevation)
     h = float(camera_height_m)
@@ -178,6 +192,8 @@ def render_panorama(
     px, py = x + t[None, :] * sin_a, y + t[None, :] * cos_a
     r, c, inside = world.cell_of(px, py)
     ids = np.where(inside, world.obj[r, c], 0)
+    if world.pano_hidden is not None:  # transient objects the panorama does not see
+        ids = np.where(world.pano_hidden[ids], 0, ids)
     top = world.height[r, c].astype(np.float32) * HEIGHT_UNIT_M
     kind = world.kind[ids]
     is_tree = kind == KIND_TREE
@@ -302,19 +318,34 @@ def _adjust(
     return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def satellite_look(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Satellite camera appearance: bluish, flatter, desaturated, random exposure, noise."""
-    gain = np.asarray((0.92, 0.97, 1.06), np.float32) * rng.uniform(0.85, 1.15)
-    gain = gain * rng.uniform(0.96, 1.04, 3).astype(np.float32)
-    return _adjust(
-        img, gain, float(rng.uniform(0.8, 1.0)), float(rng.uniform(0.65, 0.9)), 0.015, rng
-    )
+def _range(lo: float, hi: float, jitter: float) -> tuple[float, float]:
+    """``(lo, hi)`` with its spread around the middle scaled by ``jitter`` (1: unchanged)."""
+    if jitter == 1.0:
+        return lo, hi
+    mid, half = (lo + hi) / 2.0, (hi - lo) / 2.0 * jitter
+    return mid - half, mid + half
 
 
-def panorama_look(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Street-camera appearance: warm, contrasty, random exposure and white balance, noise."""
-    gain = np.asarray((1.05, 1.0, 0.93), np.float32) * rng.uniform(0.8, 1.2)
-    gain = gain * rng.uniform(0.94, 1.06, 3).astype(np.float32)
-    return _adjust(
-        img, gain, float(rng.uniform(1.0, 1.25)), float(rng.uniform(1.0, 1.25)), 0.01, rng
-    )
+def satellite_look(img: np.ndarray, rng: np.random.Generator, jitter: float = 1.0) -> np.ndarray:
+    """Satellite camera appearance: bluish, flatter, desaturated, random exposure, noise.
+
+    ``jitter`` scales the random spread of exposure, white balance, gamma and saturation
+    (1: the original ranges; 0: every tile gets the middle values).
+    """
+    gain = np.asarray((0.92, 0.97, 1.06), np.float32) * rng.uniform(*_range(0.85, 1.15, jitter))
+    gain = gain * rng.uniform(*_range(0.96, 1.04, jitter), 3).astype(np.float32)
+    gamma = float(rng.uniform(*_range(0.8, 1.0, jitter)))
+    saturation = float(rng.uniform(*_range(0.65, 0.9, jitter)))
+    return _adjust(img, gain, max(gamma, 0.2), max(saturation, 0.0), 0.015, rng)
+
+
+def panorama_look(img: np.ndarray, rng: np.random.Generator, jitter: float = 1.0) -> np.ndarray:
+    """Street-camera appearance: warm, contrasty, random exposure and white balance, noise.
+
+    ``jitter`` scales the random spread as in :func:`satellite_look`.
+    """
+    gain = np.asarray((1.05, 1.0, 0.93), np.float32) * rng.uniform(*_range(0.8, 1.2, jitter))
+    gain = gain * rng.uniform(*_range(0.94, 1.06, jitter), 3).astype(np.float32)
+    gamma = float(rng.uniform(*_range(1.0, 1.25, jitter)))
+    saturation = float(rng.uniform(*_range(1.0, 1.25, jitter)))
+    return _adjust(img, gain, max(gamma, 0.2), max(saturation, 0.0), 0.01, rng)

@@ -15,6 +15,10 @@ Layers (``rows x cols`` each):
   ground, roofs and foliage.
 - ``shadow``: bool [rows, cols], cells in the shadow of the sun (set by :meth:`finalize`).
 
+Objects may be *transient* (:meth:`World.set_transient`): present in only one of the two
+views. After :meth:`finalize`, ``sat_hidden`` / ``pano_hidden`` are bool [objects + 1]
+tables of the objects a view does not see, or None when every object is in both views.
+
 Objects are buildings and cars (boxes standing on the ground) and trees (an ellipsoidal
 crown floating above the ground). Their colours and shapes live in small per-object
 tables indexed by ``obj``.
@@ -68,6 +72,7 @@ class World:
         ground_rgb: the initial ground colour.
         sun_azimuth_deg: where the sun is, degrees clockwise from north.
         sun_elevation_deg: the sun's elevation above the horizon.
+        shadow_strength: how much a shadow darkens the satellite view (0 none, 0.5: to half).
         rng: random generator for the texture field; None gives a flat (untextured) map.
     """
 
@@ -80,6 +85,7 @@ class World:
         ground_rgb: tuple[int, int, int] = (110, 130, 80),
         sun_azimuth_deg: float = 135.0,
         sun_elevation_deg: float = 50.0,
+        shadow_strength: float = 0.5,
         rng: np.random.Generator | None = None,
     ) -> None:
         if resolution_m <= 0 or width_m <= 0 or height_m <= 0:
@@ -91,6 +97,7 @@ class World:
         self.height_m = self.rows * self.res
         self.sun_azimuth_deg = float(sun_azimuth_deg)
         self.sun_elevation_deg = float(sun_elevation_deg)
+        self.shadow_strength = float(shadow_strength)
         self.ground = np.empty((self.rows, self.cols, 3), np.uint8)
         self.ground[:] = np.asarray(ground_rgb, np.uint8)
         self.obj = np.zeros((self.rows, self.cols), np.uint16)
@@ -118,6 +125,10 @@ class World:
         self._crown: list[tuple[float, float]] = [(0.0, 1.0)]  # (centre height, half height)
         self._ridge: list[tuple[int, float, float]] = [(RIDGE_FLAT, 0.0, 0.0)]
         self._windows: list[bool] = [False]
+        self._sat_only: list[int] = []
+        self._pano_only: list[int] = []
+        self.sat_hidden: np.ndarray | None = None
+        self.pano_hidden: np.ndarray | None = None
         self.finalized = False
 
     # ------------------------------------------------------------------ geometry helpers
@@ -289,6 +300,13 @@ class World:
         self.height[rs, cs] = np.where(mask, h, self.height[rs, cs])
         return oid
 
+    def set_transient(self, satellite_only: list[int], panorama_only: list[int]) -> None:
+        """Mark objects as seen by one view only (before :meth:`finalize`)."""
+        if self.finalized:
+            raise RuntimeError("the world is finalized; mark transient objects before")
+        self._sat_only += [int(i) for i in satellite_only]
+        self._pano_only += [int(i) for i in panorama_only]
+
     # ------------------------------------------------------------------ finishing
     def finalize(self) -> World:
         """Freeze the object tables into arrays and compute the sun's shadows."""
@@ -304,6 +322,12 @@ class World:
             ridge[:, 2],
         )
         self.windows = np.asarray(self._windows, bool)
+        if self._sat_only or self._pano_only:
+            n = len(self._kind)
+            self.sat_hidden = np.zeros(n, bool)
+            self.pano_hidden = np.zeros(n, bool)
+            self.sat_hidden[self._pano_only] = True
+            self.pano_hidden[self._sat_only] = True
         self.shadow = self._compute_shadow()
         self.finalized = True
         return self
@@ -312,7 +336,10 @@ class World:
         """Cells from which the sun is hidden by a taller object (half-resolution march)."""
         f = 2  # march on a 2x2 max-pooled height map
         rows, cols = self.rows // f * f, self.cols // f * f
-        hm = self.height[:rows, :cols].reshape(rows // f, f, cols // f, f).max(axis=(1, 3))
+        height = self.height
+        if self.sat_hidden is not None:  # what the satellite does not see casts no shadow
+            height = np.where(self.sat_hidden[self.obj], np.uint8(0), height)
+        hm = height[:rows, :cols].reshape(rows // f, f, cols // f, f).max(axis=(1, 3))
         hm = hm.astype(np.float32) * HEIGHT_UNIT_M
         step_m = self.res * f
         tan_e = math.tan(math.radians(max(self.sun_elevation_deg, 5.0)))

@@ -14,14 +14,14 @@ import csv
 import io
 import math
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ucvgl.services.synth.city import City, CityConfig
 from ucvgl.services.synth.geo import CVACT_UTM_ORIGIN, ORIGINS, metres_to_latlon
-from ucvgl.services.synth.render import BEV_FOV_DEG, CAMERA_HEIGHT_M, TILE_EXTENT_M
+from ucvgl.services.synth.settings import WorldSettings
 from ucvgl.shared.errors import ConfigError
 from ucvgl.shared.fileio import atomic_write, atomic_write_text
 
@@ -47,6 +47,7 @@ class SynthSpec:
     cities: tuple[str, ...] = ()
     origin: tuple[float, float] | None = None
     jpeg_quality: int = 90
+    world: WorldSettings = WorldSettings()
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -58,6 +59,10 @@ class SynthSpec:
             raise ConfigError(f"pano_size {self.pano_size} is too small (at least 8x16)")
         if self.sat_size < 8:
             raise ConfigError(f"sat_size {self.sat_size} is too small (at least 8)")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"jpeg_quality {self.jpeg_quality} must be in 1..100")
+        if not isinstance(self.world, WorldSettings):
+            raise ConfigError(f"world must be a WorldSettings, got {type(self.world).__name__}")
         top, bottom = self.band_deg
         if not (90.0 >= top > 0.0 > bottom >= -90.0):
             raise ConfigError(f"band_deg {self.band_deg} must be (top > 0 > bottom) in degrees")
@@ -78,6 +83,7 @@ class SynthSpec:
         d["band_deg"] = list(self.band_deg)
         d["cities"] = list(self.cities)
         d["origin"] = list(self.origin) if self.origin is not None else None
+        d["world"] = self.world.params()
         return d
 
     def band_rows(self) -> tuple[int, int]:
@@ -103,6 +109,24 @@ class RenderTask:
     key: tuple[int, ...]  # random-stream entropy, besides the seed
     heading_deg: float = 0.0
     rows: tuple[int, int] | None = None
+
+
+def apply_gps_offset(tasks: list[RenderTask], spec: SynthSpec) -> list[RenderTask]:
+    """Move each panorama's camera ``spec.world.gps_offset_m`` metres away from its recorded
+    location (the tile centre), in a direction seeded by ``(seed, location)``.
+
+    Returns ``tasks`` itself when the offset is 0 (nothing is drawn).
+    """
+    dist = spec.world.gps_offset_m
+    if dist == 0.0:
+        return tasks
+    out = []
+    for t in tasks:
+        if t.kind == "panorama":
+            angle = np.random.default_rng([spec.seed, *t.key, 4099]).uniform(0.0, 2.0 * math.pi)
+            t = replace(t, x=t.x + dist * math.sin(angle), y=t.y + dist * math.cos(angle))
+        out.append(t)
+    return out
 
 
 @dataclass(frozen=True)
@@ -164,9 +188,13 @@ class LayoutWriter:
                 start += size
         return plans
 
-    def city_config(self) -> CityConfig:
-        """The map knobs for this layout (location density and spacing)."""
+    def base_city_config(self) -> CityConfig:
+        """The map knobs of this layout (location density and spacing)."""
         return CityConfig()
+
+    def city_config(self) -> CityConfig:
+        """The layout's map knobs with the world settings' scene knobs."""
+        return self.spec.world.city_config(self.base_city_config())
 
     def global_xy(self, chunk: ChunkPlan, city: City, xy: np.ndarray) -> np.ndarray:
         """Chunk-local metres -> metres around the group's origin.
@@ -194,28 +222,55 @@ class LayoutWriter:
         """Write the index files; returns counts for the meta file."""
         raise NotImplementedError
 
+    def horizon_row(self) -> int:
+        """The row of the full H x W panorama that looks at the horizon (H/2 at pitch 0)."""
+        h = self.spec.pano_size[0]
+        pitch = self.spec.world.camera_pitch_deg
+        return h // 2 if pitch == 0.0 else int(round((90.0 + pitch) / 180.0 * h))
+
     def panorama_info(self) -> dict:
         h, w = self.spec.pano_size
-        return {"kind": "full", "size": [h, w], "horizon_row": h // 2}
+        return {"kind": "full", "size": [h, w], "horizon_row": self.horizon_row()}
 
     def describe(self) -> dict:
-        """Geometry facts every consumer needs (written to synth_meta.json)."""
+        """Geometry facts every consumer needs (written to synth_meta.json).
+
+        With ``record_geometry=False`` the camera height, tile extent, BEV FOV, metres per
+        pixel and the panorama's elevation geometry are left out, like a real dataset.
+        """
+        world = self.spec.world
+        extent = world.tile_extent
+        satellite = {
+            "size": self.spec.sat_size,
+            "orientation": "north up, east right; the location is the tile centre",
+        }
+        if not world.record_geometry:
+            return {
+                "satellite": satellite,
+                "origins": self.origins(),
+                "geometry_recorded": False,
+            }
+        convention = "row v of the full sphere looks at elevation 90 - v/H*180 deg"
+        if world.camera_pitch_deg != 0.0:
+            convention = (
+                f"row v of the full sphere looks at elevation 90 - v/H*180 "
+                f"+ {world.camera_pitch_deg:g} deg (camera pitch)"
+            )
         return {
-            "camera_height_m": CAMERA_HEIGHT_M,
-            "tile_extent_m": TILE_EXTENT_M,
-            "bev_fov_deg": BEV_FOV_DEG,
-            "satellite": {
-                "size": self.spec.sat_size,
-                "metres_per_pixel": TILE_EXTENT_M / self.spec.sat_size,
-                "orientation": "north up, east right; the location is the tile centre",
-            },
+            "camera_height_m": world.camera_height_m,
+            "tile_extent_m": extent,
+            "bev_fov_deg": world.bev_fov_deg,
+            "satellite": {**satellite, "metres_per_pixel": extent / self.spec.sat_size},
             "panorama": self.panorama_info(),
             "panorama_convention": (
                 "column u looks at azimuth heading + (u/W - 0.5)*360 deg clockwise from north; "
-                "row v of the full sphere looks at elevation 90 - v/H*180 deg"
+                + convention
             ),
-            "origins": {g or self.spec.format: list(self.spec.origin_of(g)) for g in self.groups},
+            "origins": self.origins(),
         }
+
+    def origins(self) -> dict:
+        return {g or self.spec.format: list(self.spec.origin_of(g)) for g in self.groups}
 
 
 def _loc_key(chunk: ChunkPlan, j: int, kind: int) -> tuple[int, ...]:
@@ -234,14 +289,15 @@ class CvusaWriter(LayoutWriter):
     def panorama_info(self) -> dict:
         h, w = self.spec.pano_size
         top, bottom = self.spec.band_rows()
+        pitch = self.spec.world.camera_pitch_deg
         return {
             "kind": "band",
             "full_size": [h, w],
             "size": [bottom - top, w],
             "band_rows_in_full": [top, bottom],
-            "top_elevation_deg": 90.0 - top / h * 180.0,
-            "bottom_elevation_deg": 90.0 - bottom / h * 180.0,
-            "horizon_row_in_band": h // 2 - top,
+            "top_elevation_deg": 90.0 - top / h * 180.0 + pitch,
+            "bottom_elevation_deg": 90.0 - bottom / h * 180.0 + pitch,
+            "horizon_row_in_band": self.horizon_row() - top,
             "placement": (
                 f"paste the band at rows [{top}, {bottom}) of a {h}x{w} (2:1) canvas to get "
                 "the full-sphere geometry; row H/2 of that canvas is the horizon"
@@ -347,7 +403,7 @@ class VigorWriter(LayoutWriter):
             for i, c in enumerate(self.groups)
         }
 
-    def city_config(self) -> CityConfig:
+    def base_city_config(self) -> CityConfig:
         """Denser panoramas than the one-to-one layouts: real VIGOR has about 1.2
         panoramas per tile of its half-overlapping grid; here about 1 per 700 m^2, at least
         12 m apart, which is ~0.75 per tile (a tile step is 22.9 m)."""
@@ -356,7 +412,7 @@ class VigorWriter(LayoutWriter):
     def chunk_tasks(self, chunk: ChunkPlan, city: City) -> list[RenderTask]:
         city_name = chunk.group
         ax0, ay0, ax1, ay1 = city.area
-        half = TILE_EXTENT_M / 2.0
+        half = self.spec.world.tile_extent / 2.0
         cx = ax0 - half + np.arange(int(math.ceil((ax1 - ax0) / half)) + 3) * half
         cy = ay0 - half + np.arange(int(math.ceil((ay1 - ay0) / half)) + 3) * half
         grid = np.stack(np.meshgrid(cx, cy, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -374,7 +430,7 @@ class VigorWriter(LayoutWriter):
                 )
             )
         self.tiles[city_name] += names
-        scale = self.spec.sat_size / TILE_EXTENT_M
+        scale = self.spec.sat_size / self.spec.world.tile_extent
         pano_ll = self.latlon(chunk, city, city.locations)
         for j, (x, y) in enumerate(city.locations):
             ix, iy = int(np.argmin(np.abs(cx - x))), int(np.argmin(np.abs(cy - y)))
@@ -417,7 +473,8 @@ class VigorWriter(LayoutWriter):
 
     def describe(self) -> dict:
         d = super().describe()
-        d["vigor_grid_stride_m"] = TILE_EXTENT_M / 2.0
+        if self.spec.world.record_geometry:
+            d["vigor_grid_stride_m"] = self.spec.world.tile_extent / 2.0
         d["vigor_offset_convention"] = (
             "dy dx = (tile centre - panorama) along (north, east) in tile pixels; the panorama "
             "is at pixel (row, col) = (S/2 + dy, S/2 - dx)"

@@ -35,7 +35,7 @@ def test_standardised_thumbnails_ignore_gain_and_offset(tmp_path):
 
 
 def test_standardise_images_matches_numpy_reference():
-    x = torch.randn(2, 3, 5, 7) * 3 + 1
+    x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 3 + 1
     got = standardise_images(x).numpy()
     ref = x.numpy()
     ref = (ref - ref.mean(axis=(2, 3), keepdims=True)) / (
@@ -43,7 +43,8 @@ def test_standardise_images_matches_numpy_reference():
     )
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     gain = torch.tensor([0.5, 2.0, 1.5]).view(1, 3, 1, 1)
-    np.testing.assert_allclose(standardise_images(x * gain + 0.3).numpy(), got, atol=1e-3)
+    # eps (1e-3) relative to the std is all that differs
+    np.testing.assert_allclose(standardise_images(x * gain + 0.3).numpy(), got, atol=1e-2)
 
 
 def test_rotate_descriptors_turns_each_thumbnail():

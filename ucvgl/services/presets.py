@@ -1,8 +1,9 @@
 """Named bundles of pipeline settings: ``tiny`` (tests), ``cpu`` (demo), ``paper-*``.
 
 A :class:`Preset` fixes image sizes, the backbone, the CycleGAN settings and the epochs
-and learning rates of every training stage. Presets are frozen; ``preset.replace(...)``
-derives a variant (benchmarks and tests use it).
+and learning rates of every training stage, and how far a stage (and the AMM rounds) may
+run on while its loss (its confident-match count) still improves. Presets are frozen;
+``preset.replace(...)`` derives a variant (benchmarks and tests use it).
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ class Preset:
         amm_epochs_per_round: training epochs after each re-labelling.
         supervised_epochs: epochs of the supervised baseline.
         semi_warm_epochs: epochs on the known pairs before the semi-supervised AMM rounds.
+        max_epoch_factor: budgets that follow convergence. Every training stage first runs
+            its ``*_epochs`` epochs (one warm-up + cosine cycle); while a cycle lowered the
+            mean epoch loss by at least ``min_improvement`` (relative), another cycle of as
+            many epochs follows (warm restart), up to ``ceil(max_epoch_factor * epochs)``
+            epochs in all. 1.0 = a fixed budget of exactly ``*_epochs`` epochs (the
+            paper's schedules). See ``StageConfig`` and ``budget`` in each stage's weights.
+        min_improvement: the relative drop of the loss over a cycle (and the relative growth
+            of the AMM confident-match count over a round) that earns another one.
+        amm_max_rounds: None = exactly ``amm_rounds`` rounds. Otherwise extra rounds (at
+            the last regular round's margin threshold) follow while the label-free count
+            of confident mutual matches, measured before each round, grew by at least
+            ``min_improvement`` (relative) since the previous round, up to this many
+            rounds in all.
         unlabelled_ratio: unlabelled (ground, tile) items added per pseudo-pair as extra
             negatives in AMM batches.
         coverage_switch: while pseudo-pairs cover less than this fraction of the pool, they
@@ -116,6 +130,9 @@ class Preset:
     hard_negative_warmup_epochs: int = 0
     amm_fake_query: bool = False
     semi_cold_start: bool = False
+    max_epoch_factor: float = 1.0
+    min_improvement: float = 0.05
+    amm_max_rounds: int | None = None
     projection_prior: bool = False
     prior_thumbnail: int = 24
     prior_max_fdr: float = 0.1
@@ -129,6 +146,14 @@ class Preset:
                 )
         if self.hard_negative_warmup_epochs < 0:
             raise ConfigError(f"preset {self.name!r}: hard_negative_warmup_epochs must be >= 0")
+        if not self.max_epoch_factor >= 1.0:
+            raise ConfigError(f"preset {self.name!r}: max_epoch_factor must be >= 1")
+        if not self.min_improvement >= 0.0:
+            raise ConfigError(f"preset {self.name!r}: min_improvement must be >= 0")
+        if self.amm_max_rounds is not None and self.amm_max_rounds < self.amm_rounds:
+            raise ConfigError(
+                f"preset {self.name!r}: amm_max_rounds must be >= amm_rounds ({self.amm_rounds})"
+            )
 
     def threshold_for(self, fmt: str) -> float:
         """Curriculum start T for a dataset format."""
@@ -226,6 +251,13 @@ PRESETS: dict[str, Preset] = {
         # model: one AMM round on 256 pseudo-pairs (86% correct) took val R@1 from 38.2 to
         # 24.0 with unlabelled_ratio 0.5, and to 41.8 without unlabelled items.
         unlabelled_ratio=0.0,
+        # The same epochs are too few on a harder world: its supervised loss (chance ln 64 =
+        # 4.16) went 4.24 -> 3.72 in 8 epochs and reached 1.1 (val R@1 22%) in 24; on the
+        # demo world it drops around epoch 5 and 8 suffice. So every stage may run up to 3x
+        # its epochs while the loss still drops by 5% per cycle, the AMM rounds up to 2x
+        # while the confident-match count still grows by 5%.
+        max_epoch_factor=3.0,
+        amm_max_rounds=6,
     ),
     # The paper's settings (GPU): ConvNeXt-S at 224 (paper-base, ConvNeXt-B at 384, below).
     "paper-small": Preset(

@@ -6,10 +6,19 @@ A stage lives in its own folder. ``checkpoint.pt`` holds everything needed to co
 the number of finished epochs, the stage's own state such as its pseudo-labels, and the
 per-epoch history); ``model.pt`` is written when the stage has finished. Running the same
 stage again therefore continues after the last finished epoch, or does nothing at all.
+
+Budgets follow convergence (:class:`StageConfig` ``max_epochs``): a stage runs ``epochs``
+epochs (cycle 1: warm-up + cosine), and while the mean epoch loss still drops by at least
+``min_improvement`` (relative) over a cycle and ``max_epochs`` allows, another cycle of
+``epochs`` epochs follows with a warm restart (a fresh warm-up + cosine from the stage's
+learning rate; the optimiser state is kept). The cycle plan is saved in every checkpoint,
+so a resumed stage follows the same schedule; the decision (``budget``) is saved with the
+final weights and in ``budget.json``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -29,18 +38,33 @@ from ucvgl.services.training.distributed import (
     gather_with_grad,
     wrap_for_training,
 )
-from ucvgl.shared.fileio import atomic_torch_save
+from ucvgl.shared.fileio import atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
     from ucvgl.services.presets import Preset
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "model.pt"
+BUDGET = "budget.json"
+
+STOP_REASONS = ("fixed", "converged", "max_epochs")
+"""Why a stage stopped: no ``max_epochs`` (a fixed budget), the loss stopped improving,
+or it was still improving when ``max_epochs`` ran out."""
 
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Optimisation settings of one training stage."""
+    """Optimisation settings of one training stage.
+
+    Attributes:
+        max_epochs: None runs exactly ``epochs`` epochs (one warm-up + cosine schedule).
+            Otherwise, after each cycle of ``epochs`` epochs whose mean epoch loss dropped
+            by at least ``min_improvement`` (relative), another cycle follows (warm restart,
+            capped at ``max_epochs`` epochs in all).
+        min_improvement: the relative loss drop over a cycle that earns another cycle: the
+            loss of the cycle's last epoch against that of the previous cycle's last epoch
+            (cycle 1: against its own first epoch).
+    """
 
     name: str
     epochs: int
@@ -49,21 +73,33 @@ class StageConfig:
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
+    max_epochs: int | None = None
+    min_improvement: float = 0.05
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"{self.name}: epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"{self.name}: lr must be > 0, got {self.lr}")
+        if self.max_epochs is not None and self.max_epochs < self.epochs:
+            raise ValueError(
+                f"{self.name}: max_epochs must be >= epochs ({self.epochs}), got {self.max_epochs}"
+            )
+        if not self.min_improvement >= 0:
+            raise ValueError(
+                f"{self.name}: min_improvement must be >= 0, got {self.min_improvement}"
+            )
 
     @classmethod
     def from_preset(
         cls, preset: Preset, name: str, *, epochs: int, lr: float | None = None, seed: int = 0
     ) -> StageConfig:
-        """Settings of one stage with ``preset``'s weight decay, warm-up and clipping.
+        """Settings of one stage with ``preset``'s weight decay, warm-up, clipping and budget.
 
-        ``lr`` defaults to ``preset.lr``.
+        ``lr`` defaults to ``preset.lr``; ``max_epochs`` is
+        ``ceil(preset.max_epoch_factor * epochs)`` (None, a fixed budget, for a factor of 1).
         """
+        factor = preset.max_epoch_factor
         return cls(
             name,
             epochs,
@@ -72,6 +108,8 @@ class StageConfig:
             preset.warmup_fraction,
             preset.grad_clip,
             seed,
+            None if factor == 1.0 else math.ceil(factor * epochs),
+            preset.min_improvement,
         )
 
 
@@ -85,6 +123,7 @@ class StageResult:
     extra: dict[str, Any] = field(default_factory=dict)
     resumed_from_epoch: int = 0
     skipped: bool = False
+    budget: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,6 +142,103 @@ def cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
+
+
+def new_cycle(
+    start_epoch: int, epochs: int, start_step: int, steps_per_epoch: int, warmup_fraction: float
+) -> dict[str, int]:
+    """One cycle of a stage's schedule: ``epochs`` epochs of warm-up + cosine.
+
+    ``start_step`` is the optimiser step the cycle begins at; its ``steps`` and ``warmup``
+    are those of a stage of ``epochs`` epochs (so cycle 1 is exactly the fixed schedule).
+    """
+    total = max(1, epochs * steps_per_epoch)
+    return {
+        "start_epoch": int(start_epoch),
+        "epochs": int(epochs),
+        "start_step": int(start_step),
+        "steps": total,
+        "warmup": int(round(warmup_fraction * total)),
+    }
+
+
+def cycle_lambda(plan: list[dict[str, int]]) -> Callable[[int], float]:
+    """Learning-rate multiplier of a cycle plan (warm restarts).
+
+    Each cycle runs :func:`cosine_lambda` over its own steps from its ``start_step``; the
+    plan may grow while training (the function reads the list, it does not copy it).
+    """
+
+    def factor(step: int) -> float:
+        cycle = plan[0]
+        for c in plan[1:]:
+            if step >= c["start_step"]:
+                cycle = c
+        return cosine_lambda(cycle["steps"], cycle["warmup"])(step - cycle["start_step"])
+
+    return factor
+
+
+def cycle_of(plan: list[dict[str, int]], epoch: int) -> int:
+    """The 1-based cycle of ``plan`` that 0-based ``epoch`` belongs to."""
+    return 1 + sum(1 for c in plan[1:] if epoch >= c["start_epoch"])
+
+
+def cycle_decision(
+    cfg: StageConfig, history: list[dict[str, Any]], plan: list[dict[str, int]]
+) -> tuple[int, dict[str, Any]]:
+    """After the last cycle of ``plan`` has run: the epochs of the next cycle, and the budget.
+
+    The improvement of a cycle is the relative drop of the mean epoch loss from the last
+    epoch of the previous cycle (cycle 1: from its own first epoch) to the cycle's last
+    epoch. Another cycle (``cfg.epochs`` epochs, capped at ``cfg.max_epochs`` in all) runs
+    when it reaches ``cfg.min_improvement``. Only the all-reduced epoch losses of
+    ``history`` are read, so every DDP rank takes the same decision.
+
+    Returns:
+        (epochs of the next cycle, 0 = stop; the budget record: ``epochs_run``,
+        ``max_epochs``, ``cycles``, ``stop_reason`` (None while another cycle follows, else
+        one of :data:`STOP_REASONS`), ``improvement``, ``min_improvement`` and ``detail``).
+    """
+    cycle = plan[-1]
+    end = cycle["start_epoch"] + cycle["epochs"]
+    budget: dict[str, Any] = {
+        "epochs_run": end,
+        "max_epochs": cfg.max_epochs,
+        "cycles": len(plan),
+        "stop_reason": "fixed" if cfg.max_epochs is None else "max_epochs",
+        "improvement": None,
+        "min_improvement": cfg.min_improvement,
+        "detail": f"fixed budget of {cfg.epochs} epochs",
+    }
+    if end == 0 or len(history) < end:
+        if cfg.max_epochs is not None:
+            budget["detail"] = "no epoch to run"
+        return 0, budget
+    base_epoch = 1 if len(plan) == 1 else cycle["start_epoch"]
+    before, after = float(history[base_epoch - 1]["loss"]), float(history[end - 1]["loss"])
+    improvement = (before - after) / abs(before) if before else 0.0
+    budget["improvement"] = improvement
+    change = (
+        f"cycle {len(plan)} took the loss from {before:.4f} (epoch {base_epoch}) to "
+        f"{after:.4f} (epoch {end}): {improvement:+.1%} (min_improvement "
+        f"{cfg.min_improvement:.1%})"
+    )
+    if cfg.max_epochs is None:
+        budget["detail"] = f"fixed budget of {cfg.epochs} epochs; {change}"
+        return 0, budget
+    if improvement < cfg.min_improvement:
+        budget["stop_reason"] = "converged"
+        budget["detail"] = f"converged: {change}"
+        if len(plan) == 1 and cycle["epochs"] == 1:
+            budget["detail"] = "converged: a one-epoch first cycle has no loss drop to measure"
+        return 0, budget
+    if end >= cfg.max_epochs:
+        budget["detail"] = f"still improving at max_epochs {cfg.max_epochs}: {change}"
+        return 0, budget
+    budget["stop_reason"] = None
+    budget["detail"] = f"extending: {change}"
+    return min(cfg.epochs, cfg.max_epochs - end), budget
 
 
 def autocast_for(device: torch.device):
@@ -218,7 +354,8 @@ class StageRunner:
         on_epoch_end: Callable[[int], dict[str, Any]] | None = None,
         final_extra: dict[str, Any] | None = None,
     ) -> StageResult:
-        """Train ``cfg.epochs`` epochs, resuming from ``checkpoint.pt`` when present.
+        """Train ``cfg.epochs`` epochs (more cycles while the loss improves, up to
+        ``cfg.max_epochs``), resuming from ``checkpoint.pt`` when present.
 
         Args:
             epoch_batches: ``epoch -> iterable of batches`` (a fresh loader per epoch, so
@@ -230,44 +367,87 @@ class StageRunner:
                 ``StageResult.extra``.
             on_epoch_end: called after each epoch; its dict joins the epoch's history.
             final_extra: stored with the final weights (``save_model(extra=...)``).
+
+        Returns:
+            The result; its ``budget`` (also in ``extra``, ``checkpoint.pt`` and
+            ``budget.json``) says how many epochs and cycles ran and why the stage stopped
+            (see :func:`cycle_decision`). Every history row has its ``cycle``.
         """
         from ucvgl.services.models import save_model
 
+        cfg = self.cfg
         final = self.stage_dir / FINAL
         if final.exists():
             extra = load_weights_into(self.model, final)
+            budget = dict(extra.get("budget", {}))
             return StageResult(
-                self.cfg.name, final, extra.get("history", []), extra, self.cfg.epochs, True
+                cfg.name,
+                final,
+                extra.get("history", []),
+                extra,
+                int(budget.get("epochs_run", cfg.epochs)),
+                True,
+                budget,
             )
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         model = self.model.to(self.device)
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         step_module = wrap_for_training(model, self.dist)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
-        )
-        total = max(1, self.cfg.epochs * steps_per_epoch)
-        warmup = int(round(self.cfg.warmup_fraction * total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(total, warmup))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        plan = [new_cycle(0, cfg.epochs, 0, steps_per_epoch, cfg.warmup_fraction)]
+        factor = cycle_lambda(plan)
+        # A plain function (not the plan object): the scheduler's state holds no schedule,
+        # the checkpoint's "cycle_plan" does.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
         scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
 
         start_epoch, history, stage_state = 0, [], dict(state or {})
+        budget: dict[str, Any] | None = None
         ckpt_path = self.stage_dir / CHECKPOINT
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            plan[:] = ckpt.get("cycle_plan", plan)
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             scaler.load_state_dict(ckpt["scaler"])
             start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
             stage_state = dict(ckpt.get("state", {}))
+            budget = ckpt.get("budget")
         resumed_from = start_epoch
 
+        def planned_end() -> int:
+            return plan[-1]["start_epoch"] + plan[-1]["epochs"]
+
+        def decide() -> dict[str, Any]:
+            """At the end of the plan: add a cycle (warm restart) or stop; the budget."""
+            more, decision = cycle_decision(cfg, history, plan)
+            if more:  # a fresh warm-up + cosine from the stage lr; the optimiser state kept
+                at = scheduler.last_epoch
+                plan.append(
+                    new_cycle(planned_end(), more, at, steps_per_epoch, cfg.warmup_fraction)
+                )
+                for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                    group["lr"] = base_lr * factor(at)
+                scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+            return decision
+
+        if budget is None and start_epoch and start_epoch == planned_end():
+            budget = decide()  # stopped after the checkpoint of a cycle's last epoch
+
+        # Progress counts towards the most epochs the stage may run, so it never goes back.
+        progress_epochs = max(cfg.epochs, cfg.max_epochs or 0)
+        progress_steps = max(1, progress_epochs * steps_per_epoch)
         model.train()
-        for epoch in range(start_epoch, self.cfg.epochs):
-            torch.manual_seed(self.cfg.seed * 1000 + epoch)
+        epoch = start_epoch
+        while epoch < planned_end():
+            cycle = cycle_of(plan, epoch)
+            torch.manual_seed(cfg.seed * 1000 + epoch)
             began, losses = time.perf_counter(), []
+            label = f"epoch {epoch + 1}/{progress_epochs}"
+            if cfg.max_epochs is not None:
+                label += f" (cycle {cycle})"
             for step, batch in enumerate(epoch_batches(epoch)):
                 self.progress.check_cancelled()
                 batch = move_batch(batch, self.device)
@@ -275,26 +455,27 @@ class StageRunner:
                     loss = loss_fn(step_module, batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"{self.cfg.name}: loss became {loss.item()} at epoch {epoch} step "
+                        f"{cfg.name}: loss became {loss.item()} at epoch {epoch} step "
                         f"{step}; lower the learning rate"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                if self.cfg.grad_clip > 0:
+                if cfg.grad_clip > 0:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
                 losses.append(float(loss.detach()) / ddp_loss_scale())
                 done = epoch * steps_per_epoch + step + 1
                 self.progress.update(
-                    self.cfg.name,
-                    min(1.0, done / total),
-                    f"epoch {epoch + 1}/{self.cfg.epochs} loss {losses[-1]:.3f}",
+                    cfg.name,
+                    min(1.0, done / progress_steps),
+                    f"{label} loss {losses[-1]:.3f}",
                 )
             record = {
                 "epoch": epoch + 1,
+                "cycle": cycle,
                 "loss": all_reduce_mean(sum(losses) / max(1, len(losses)), str(self.device)),
                 "steps": len(losses),
                 "lr": optimizer.param_groups[0]["lr"],
@@ -304,6 +485,8 @@ class StageRunner:
             if on_epoch_end is not None:
                 record.update(on_epoch_end(epoch))
             history.append(record)
+            if epoch + 1 == planned_end():
+                budget = decide()
             if self.dist.is_main:
                 atomic_torch_save(
                     {
@@ -314,13 +497,27 @@ class StageRunner:
                         "epoch": epoch + 1,
                         "history": history,
                         "state": stage_state,
-                        "stage": asdict(self.cfg),
+                        "stage": asdict(cfg),
+                        "cycle_plan": plan,
+                        "budget": budget,
                     },
                     ckpt_path,
                 )
             barrier()
-        extra = {**(final_extra or {}), **stage_state, "history": history, "stage": self.cfg.name}
+            epoch += 1
+        if budget is None:  # a stage of 0 epochs
+            budget = cycle_decision(cfg, history, plan)[1]
+        extra = {
+            **(final_extra or {}),
+            **stage_state,
+            "history": history,
+            "stage": cfg.name,
+            "budget": budget,
+        }
         if self.dist.is_main:
             save_model(model, final, extra=extra)
+            atomic_write_text(
+                self.stage_dir / BUDGET, json.dumps({"stage": cfg.name, **budget}, indent=1)
+            )
         barrier()
-        return StageResult(self.cfg.name, final, history, extra, resumed_from, False)
+        return StageResult(cfg.name, final, history, extra, resumed_from, False, budget)

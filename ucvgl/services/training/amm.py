@@ -11,6 +11,12 @@ The model is selected WITHOUT ground truth: every candidate (the starting model 
 model after each round) gets a label-free score computed on the unlabelled training pool
 (:func:`label_free_criterion`); ground truth, where a dataset has it, is only used to
 report how many pseudo-labels were correct.
+
+The number of rounds follows the same label-free signal: after the preset's
+``amm_rounds`` rounds, extra rounds (up to ``amm_max_rounds``, at the last regular round's
+threshold) run while the count of confident mutual matches, measured before each round,
+grew by at least ``min_improvement`` (relative) since the previous round. The result says
+why the rounds stopped (``amm_stop_reason``, one of :data:`AMM_STOP_REASONS`).
 """
 
 from __future__ import annotations
@@ -28,13 +34,18 @@ import torch
 from ucvgl.services.datasets.index import ViewSplit
 from ucvgl.services.presets import Preset
 from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
-from ucvgl.services.training.distributed import DistInfo
+from ucvgl.services.training.distributed import DistInfo, all_reduce_mean
 from ucvgl.services.training.embed import embed_split
 from ucvgl.services.training.pair_stage import pair_items, stage_tile_neighbours, train_on_items
 from ucvgl.services.training.trainer import StageConfig, load_weights_into, stage_done
 from ucvgl.shared.fileio import atomic_write, atomic_write_text
 
 LABEL_COLUMNS = ("ground_id", "satellite_id", "margin", "similarity", "correct")
+
+AMM_STOP_REASONS = ("fixed", "converged", "max_rounds", "only_round")
+"""Why the rounds stopped: no ``amm_max_rounds`` (exactly ``amm_rounds`` rounds), the
+confident-match count stopped growing, it still grew at ``amm_max_rounds``, or the caller
+asked for the rounds up to ``only_round`` only."""
 
 
 def round_dir(out_dir: Path, round_index: int) -> Path:
@@ -195,6 +206,16 @@ def _merge_known(
     )
 
 
+def confident_growth(before: int, now: int) -> float:
+    """Relative growth of the confident-match count from ``before`` to ``now``.
+
+    From 0 any growth is infinite (and 0 -> 0 no growth at all).
+    """
+    if before > 0:
+        return (now - before) / before
+    return float("inf") if now > 0 else 0.0
+
+
 def run_amm(
     model: torch.nn.Module,
     split: ViewSplit,
@@ -219,32 +240,71 @@ def run_amm(
     Args:
         model: the ``TwoViewModel`` holding the starting weights (cold start or semi warm-up).
         split: the training pool.
-        preset: sizes, epochs per round, learning rate, batch composition.
-        threshold_T: curriculum start T; round r of R uses tau = T (1 + cos(pi (r-1)/R)) / 2.
+        preset: sizes, epochs per round, learning rate, batch composition, and
+            ``amm_max_rounds`` / ``min_improvement`` (extra rounds, see the module).
+        threshold_T: curriculum start T; round r of R uses tau = T (1 + cos(pi (r-1)/R)) / 2;
+            extra rounds keep round R's tau.
         out_dir: stage folders ``amm_round_NNN`` and the embedding cache.
         run_dir: receives ``labels/round_NNN.csv``.
         initial_path: the starting weights file (a selection candidate).
-        rounds: number of rounds (default ``preset.amm_rounds``).
+        rounds: number of regular rounds (default ``preset.amm_rounds``).
         known_pairs: (ground, tile) index arrays always kept as labels (semi-supervised).
         positives: ground truth used ONLY to count correct pseudo-labels in the records.
-        only_round: run rounds up to this one and stop (the worker's "amm_round" job).
+        only_round: run rounds up to this one and stop (the worker's "amm_round" job); a
+            round past the regular ones runs only when the confident-match count earns it.
         fake_paths: fake satellite image of every panorama: match with ground + fake
             queries (see :func:`match_pool`); None matches panoramas alone (the paper).
 
     Returns:
-        {"rounds": [per-round records], "candidates": [...], "selected": {...} or None}.
+        {"rounds": [per-round records], "candidates": [...], "selected": {...} or None,
+        "amm_stop_reason": one of :data:`AMM_STOP_REASONS`, "amm_stop": {"reason",
+        "rounds_run", "regular_rounds", "max_rounds", "growth" (the last measured relative
+        growth of the confident count, or None), "min_improvement", "detail"}}.
     """
     progress = progress or NullProgress()
     rounds = preset.amm_rounds if rounds is None else rounds
+    max_rounds = max(rounds, preset.amm_max_rounds or 0)
     out_dir, run_dir = Path(out_dir), Path(run_dir)
     cache_dir = out_dir / "cache"
-    last = rounds if only_round is None else min(only_round, rounds)
+    last = max_rounds if only_round is None else min(only_round, max_rounds)
+    reduce_device = dist_info.device if dist_info is not None else device
     records: list[dict[str, Any]] = []
     candidates = [{"name": "start", "path": str(initial_path), "criterion": None}]
+    pool: PoolMatch | None = None  # a match of the current model's pool, when at hand
+    stop: dict[str, Any] | None = None
     for r in range(1, last + 1):
+        extra = r > rounds
         sub = ScaledProgress(progress, (r - 1) / (last + 1), r / (last + 1), f"AMM round {r}")
         rdir = round_dir(out_dir, r)
         record_file = rdir / "record.json"
+        if extra and not record_file.exists():  # not decided yet: does the count still grow?
+            if pool is None:
+                pool = match_pool(
+                    model,
+                    split,
+                    preset,
+                    device=device,
+                    cache_dir=cache_dir,
+                    progress=ScaledProgress(sub, 0.0, 0.3),
+                    fake_paths=fake_paths,
+                )
+            before = int(records[-1]["criterion_before"]["confident"])
+            now = label_free_criterion(pool.matches, threshold_T)["confident"]
+            # One decision on every rank, whatever the ranks' embeddings did.
+            growth = all_reduce_mean(confident_growth(before, now), reduce_device)
+            if growth < preset.min_improvement:
+                stop = _amm_stop(
+                    "converged",
+                    records,
+                    rounds,
+                    max_rounds,
+                    growth,
+                    preset.min_improvement,
+                    f"the confident mutual matches went {before} -> {now} before round {r} "
+                    f"({growth:+.1%} < min_improvement {preset.min_improvement:.1%}): "
+                    f"round {r} not run",
+                )
+                break
         if stage_done(rdir) and record_file.exists():
             load_weights_into(model, rdir / "model.pt")
             record = json.loads(record_file.read_text())
@@ -264,13 +324,15 @@ def run_amm(
                 cache_dir=cache_dir,
                 progress=ScaledProgress(sub, 0.0, 0.3),
                 fake_paths=fake_paths,
+                tau=float(records[-1]["threshold"]) if extra else None,
+                pool=pool,
             )
             labels = np.load(rdir / "labels.npz")
             pairs = (labels["ground"], labels["satellite"])
             items = pair_items(split, pairs, preset, seed=seed * 7919 + r)
             cfg = StageConfig.from_preset(
                 preset,
-                f"AMM round {r}",
+                f"AMM round {r}" + (" (extra)" if extra else ""),
                 epochs=preset.amm_epochs_per_round,
                 lr=preset.amm_lr,
                 seed=seed * 100 + r,
@@ -292,31 +354,95 @@ def run_amm(
                 state={
                     "round": r,
                     "rounds": rounds,
+                    "extra": extra,
                     "threshold": record["threshold"],
                     "labels": {"ground": pairs[0].tolist(), "satellite": pairs[1].tolist()},
                 },
             )
+            record["extra"] = extra
             record["items"] = {"total": len(items), "positive": items.num_positive}
             record["train"] = result.history
+            record["budget"] = result.budget
             atomic_write_text(record_file, json.dumps(record, indent=1))
+        pool = None  # the model changed
         records.append(record)
         candidates[-1]["criterion"] = record["criterion_before"]
         candidates.append({"name": f"round {r}", "path": str(rdir / "model.pt"), "criterion": None})
-    selected = None
-    final = match_pool(
-        model,
-        split,
-        preset,
-        device=device,
-        cache_dir=cache_dir,
-        progress=ScaledProgress(progress, last / (last + 1), 1.0, "AMM selection"),
-        fake_paths=fake_paths,
-    )
-    candidates[-1]["criterion"] = label_free_criterion(final.matches, threshold_T)
+    if pool is None:
+        pool = match_pool(
+            model,
+            split,
+            preset,
+            device=device,
+            cache_dir=cache_dir,
+            progress=ScaledProgress(progress, last / (last + 1), 1.0, "AMM selection"),
+            fake_paths=fake_paths,
+        )
+    candidates[-1]["criterion"] = label_free_criterion(pool.matches, threshold_T)
     if records:
         records[-1]["criterion_after"] = candidates[-1]["criterion"]
+    if stop is None:
+        stop = _rounds_done_stop(
+            records, rounds, max_rounds, only_round, candidates[-1]["criterion"], preset
+        )
     selected = select_by_criterion(candidates)
-    return {"rounds": records, "candidates": candidates, "selected": selected}
+    return {
+        "rounds": records,
+        "candidates": candidates,
+        "selected": selected,
+        "amm_stop_reason": stop["reason"],
+        "amm_stop": stop,
+    }
+
+
+def _amm_stop(
+    reason: str,
+    records: list[dict[str, Any]],
+    rounds: int,
+    max_rounds: int,
+    growth: float | None,
+    min_improvement: float,
+    detail: str,
+) -> dict[str, Any]:
+    """The record of why the AMM rounds stopped (see :func:`run_amm`)."""
+    return {
+        "reason": reason,
+        "rounds_run": len(records),
+        "regular_rounds": rounds,
+        "max_rounds": max_rounds,
+        "growth": None if growth is None or not np.isfinite(growth) else float(growth),
+        "min_improvement": min_improvement,
+        "detail": detail,
+    }
+
+
+def _rounds_done_stop(
+    records: list[dict[str, Any]],
+    rounds: int,
+    max_rounds: int,
+    only_round: int | None,
+    final: dict[str, Any],
+    preset: Preset,
+) -> dict[str, Any]:
+    """Why the rounds stopped when every round the loop allowed has run."""
+    n = len(records)
+    growth = None
+    if records:
+        growth = confident_growth(
+            int(records[-1]["criterion_before"]["confident"]), final["confident"]
+        )
+    args = (records, rounds, max_rounds, growth, preset.min_improvement)
+    if n < max_rounds and only_round is not None and only_round <= n:
+        return _amm_stop("only_round", *args, f"asked for the rounds up to {only_round} only")
+    if max_rounds == rounds:
+        return _amm_stop("fixed", *args, f"a fixed budget of {rounds} rounds")
+    change = ""
+    if growth is not None:
+        change = (
+            f": the confident mutual matches went {records[-1]['criterion_before']['confident']}"
+            f" -> {final['confident']} over round {n} ({growth:+.1%})"
+        )
+    return _amm_stop("max_rounds", *args, f"reached amm_max_rounds {max_rounds}{change}")
 
 
 def _label_round(
@@ -335,6 +461,8 @@ def _label_round(
     cache_dir: Path | None,
     progress: Progress,
     fake_paths: list[Path] | None = None,
+    tau: float | None = None,
+    pool: PoolMatch | None = None,
 ) -> dict[str, Any]:
     """Pseudo-label the pool for one round (or reload the labels of an interrupted round).
 
@@ -353,6 +481,9 @@ def _label_round(
         cache_dir: the embedding cache.
         progress: reports the embedding and matching.
         fake_paths: a fake satellite image per panorama (see :func:`match_pool`), or None.
+        tau: this round's margin threshold (None: the curriculum's value for the round; an
+            extra round past ``rounds`` passes the last regular round's).
+        pool: the pool already matched with the current model (None: match it here).
 
     Returns:
         The round's record (see :func:`pseudo_label_round`).
@@ -363,16 +494,18 @@ def _label_round(
     if record_file.exists() and (stage_dir / "labels.npz").exists():
         return json.loads(record_file.read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)
-    pool = match_pool(
-        model,
-        split,
-        preset,
-        device=device,
-        cache_dir=cache_dir,
-        progress=progress,
-        fake_paths=fake_paths,
-    )
-    tau = curriculum_threshold(float(threshold_T), round_index - 1, rounds)
+    if pool is None:
+        pool = match_pool(
+            model,
+            split,
+            preset,
+            device=device,
+            cache_dir=cache_dir,
+            progress=progress,
+            fake_paths=fake_paths,
+        )
+    if tau is None:
+        tau = curriculum_threshold(float(threshold_T), round_index - 1, rounds)
     record, train_g, train_s = pseudo_label_round(
         pool.matches,
         pool.ground,

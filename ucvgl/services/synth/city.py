@@ -161,7 +161,7 @@ def _houses(
 ) -> None:
     x0, y0, x1, y1 = b
     world.paint_rect(x0, y0, x1, y1, _pick(GRASS, rng), texture=0.25)
-    lot = float(rng.uniform(17.0, 26.0))
+    lot = float(rng.uniform(17.0, 26.0)) / math.sqrt(k)
     nx, ny = max(int((x1 - x0) // lot), 1), max(int((y1 - y0) // lot), 1)
     lw, lh = (x1 - x0) / nx, (y1 - y0) / ny
     roof_base = _pick(ROOFS_HOUSE, rng, 0.05)
@@ -244,6 +244,8 @@ def _downtown(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) 
             windows=True,
         )
         for _ in range(int(rng.integers(0, 4))):  # rooftop machinery
+            if px1 - px0 < 2 * g + 4 or py1 - py0 < 2 * g + 4:
+                break  # a parcel too narrow for it (only with moved land-use knobs)
             cx, cy = rng.uniform(px0 + g + 2, px1 - g - 2), rng.uniform(py0 + g + 2, py1 - g - 2)
             world.add_box(
                 cx - 1.5,
@@ -388,7 +390,7 @@ def _farm(world: World, b: tuple, rng: np.random.Generator, k: float = 1.0) -> N
                     rng.uniform(6, 12),
                     _pick(FOLIAGE, rng),
                 )
-    if rng.random() < 0.35:  # a farm house and a barn
+    if rng.random() < 0.35 and x1 - x0 >= 30 and y1 - y0 >= 30:  # a farm house and a barn
         cx, cy = rng.uniform(x0 + 15, x1 - 15), rng.uniform(y0 + 15, y1 - 15)
         world.paint_rect(cx - 14, cy - 12, cx + 14, cy + 12, _pick(SOIL, rng), 0.2)
         world.add_box(
@@ -601,7 +603,7 @@ def _street_trees_and_cars(
                 )
     n_cars = int((b - a) / 30.0 * rng.uniform(0.0, 1.5) * (1.0 if d < 0.8 else 0.3) * k)
     lane = road.width / 4.0
-    for _ in range(n_cars):
+    for _ in range(n_cars if b - a >= 20.0 else 0):  # (a dense scene on a short segment)
         s = rng.uniform(a + 10.0, b - 10.0)
         o = float(rng.choice([-1.0, 1.0])) * lane
         x, y = at(s, o)

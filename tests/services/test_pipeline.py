@@ -85,6 +85,17 @@ def test_unsupervised_report_schema(unsupervised_run):
                 for row in rows[r["known_labels"] :]  # anchors first, then pseudo-pairs
             )
         assert sum(r["margin_histogram"]["counts"]) == r["mutual"]
+    # Budgets: the tiny preset's are fixed; every training stage says so.
+    budgets = report["budgets"]
+    assert set(budgets) == {
+        "cold_start_intra",
+        "cold_start_cross",
+        "amm_round_001",
+        "amm_round_002",
+    }
+    assert budgets["cold_start_cross"]["stage"] == "cold start: ground-fake"
+    assert all(b["stop_reason"] == "fixed" and b["cycles"] == 1 for b in budgets.values())
+    assert report["amm_stop_reason"] == report["amm_stop"]["reason"] == "fixed"
     # Selection: label-free candidates, the chosen weights copied.
     sel = report["selection"]
     assert [c["name"] for c in sel["candidates"]] == ["start", "round 1", "round 2"]

@@ -587,6 +587,8 @@ class PipelineRun:
 
     def report(self) -> dict[str, Any]:
         """The report of the stages finished so far."""
+        from ucvgl.services.training.trainer import stage_budgets
+
         amm_file = self.run_dir / "amm.json"
         amm = json.loads(amm_file.read_text()) if amm_file.exists() else {}
         evaluation = self.run_dir / "evaluation.json"
@@ -616,6 +618,9 @@ class PipelineRun:
             if (self.run_dir / PRIOR_FILE).exists()
             else None,
             "rounds": rounds,
+            "budgets": stage_budgets(self.stages_dir),
+            "amm_stop_reason": amm.get("amm_stop_reason"),
+            "amm_stop": amm.get("amm_stop"),
             "selection": {
                 "criterion": "mutual matches of the training pool with margin >= T, "
                 "plus their mean margin (no ground truth)",
@@ -793,6 +798,7 @@ def run_job(
         return _jsonable(
             {
                 "rounds": result["rounds"],
+                "amm_stop_reason": result["amm_stop_reason"],
                 "candidates": result["candidates"],
                 "selected": result["selected"],
                 # the weights after the last round run (a Model row for the service)

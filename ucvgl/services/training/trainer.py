@@ -521,3 +521,12 @@ class StageRunner:
             )
         barrier()
         return StageResult(cfg.name, final, history, extra, resumed_from, False, budget)
+
+
+def stage_budgets(stages_dir: Path) -> dict[str, dict[str, Any]]:
+    """The budget of every finished stage under ``stages_dir`` (its ``budget.json``), by
+    stage folder (``cold_start_cross``, ``amm_round_001``, ``supervised``...)."""
+    return {
+        path.parent.name: json.loads(path.read_text())
+        for path in sorted(Path(stages_dir).glob(f"*/{BUDGET}"))
+    }

@@ -88,6 +88,11 @@ class Preset:
             keeps them as anchor pairs in every round, like known pairs.
         prior_thumbnail: side of the prior's thumbnails (pixels).
         prior_max_fdr: the prior's largest estimated false share (decoy / tile matches).
+        health_checks: what a failed label-free stage check does (``ucvgl.services.health``):
+            "stop" acts on it (a CycleGAN that loses the BEVs' content falls back to BEVs;
+            a model at chance after the cold start or at selection stops the run with
+            ``StageFailed``); "warn" only records it in the report and goes on unchanged
+            (the tiny test preset, whose model learns nothing by design).
         hard_negative_warmup_epochs: epochs of plain random batches at the start of a pair
             stage before the hard-negative batches begin (a model from scratch learns
             nothing from batches of near-duplicate neighbours).
@@ -136,6 +141,7 @@ class Preset:
     projection_prior: bool = False
     prior_thumbnail: int = 24
     prior_max_fdr: float = 0.1
+    health_checks: str = "stop"
 
     def __post_init__(self) -> None:
         for name in ("photometric", "intra_photometric"):
@@ -146,6 +152,11 @@ class Preset:
                 )
         if self.hard_negative_warmup_epochs < 0:
             raise ConfigError(f"preset {self.name!r}: hard_negative_warmup_epochs must be >= 0")
+        if self.health_checks not in ("stop", "warn"):
+            raise ConfigError(
+                f"preset {self.name!r}: health_checks must be 'stop' or 'warn', "
+                f"got {self.health_checks!r}"
+            )
         if not self.max_epoch_factor >= 1.0:
             raise ConfigError(f"preset {self.name!r}: max_epoch_factor must be >= 1")
         if not self.min_improvement >= 0.0:
@@ -211,6 +222,7 @@ PRESETS: dict[str, Preset] = {
         semi_warm_epochs=1,
         min_place_distance_m=0.0,
         projection_prior=True,
+        health_checks="warn",  # its model learns nothing: record the checks, go on
     ),
     # The demo: ~1,000 locations on 2 CPU cores. Two small encoders from scratch learn in
     # a few hundred steps only with a high learning rate and without the paper's strong

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MODE_HELP = "unsupervised, semi or supervised."
+STAGE_FAILED_EXIT = 3
+"""Exit status when a label-free stage check stopped the run (1: any other error)."""
 PRESET_HELP = "tiny (tests), cpu (demo, ~1,000 locations on 2 cores), paper-small, paper-base."
 
 
@@ -58,6 +60,14 @@ def format_summary(report: dict[str, Any]) -> str:
         sel = (report.get("selection") or {}).get("selected") or {}
         if sel:
             lines.append(f"selected (label-free): {sel.get('name')}")
+    if report.get("health"):
+        from ucvgl.services.health import format_checks
+
+        lines.append("")
+        lines.append("stage checks (label-free):")
+        lines.extend(f"  {line}" for line in format_checks(report["health"]))
+    if report.get("status") == "failed":
+        lines.append(f"STATUS: FAILED at stage {(report.get('failure') or {}).get('stage')}")
     lines.append("")
     lines.append(f"{'stage':<12} {'seconds':>9}")
     for s in report.get("stages", []):
@@ -131,13 +141,24 @@ def _run_on(
 
 
 def _run_cli(fn) -> Any:
-    """Run ``fn(progress)`` with a progress bar; UcvglErrors become a message and exit 1."""
+    """Run ``fn(progress)`` with a progress bar; UcvglErrors become a message and exit 1.
+
+    A stage check that stopped the run (``StageFailed``) prints its message and the report's
+    path and exits with :data:`STAGE_FAILED_EXIT`.
+    """
     from ucvgl.commands._progress import TqdmProgress
+    from ucvgl.services.health import StageFailed
     from ucvgl.shared.errors import UcvglError
 
     progress = TqdmProgress()
     try:
         return fn(progress)
+    except StageFailed as exc:
+        progress.close()
+        typer.echo(f"STAGE FAILED: {exc}", err=True)
+        if exc.report_path is not None:
+            typer.echo(f"report (status failed): {exc.report_path}", err=True)
+        raise typer.Exit(code=STAGE_FAILED_EXIT) from None
     except UcvglError as exc:
         progress.close()
         typer.echo(f"error: {exc}", err=True)

@@ -49,6 +49,14 @@ def test_unsupervised_report_schema(unsupervised_run):
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert report["mode"] == "unsupervised" and report["preset"] == "tiny"
+    # tiny's model learns nothing: its health checks are recorded ('warn'), never stop it
+    assert report["status"] == "ok" and report["failure"] is None
+    assert [(c["stage"], c["check"]) for c in report["health"]] == [
+        ("translate", "cyclegan_content"),
+        ("cold_start", "model_matches"),
+        ("select", "model_matches"),
+    ]
+    assert all(c["action"] in ("ok", "warn") for c in report["health"])
     assert report["dataset"]["splits"]["train"]["ground"] == N_TRAIN
     assert report["dataset"]["splits"]["val"]["satellite"] == N_VAL
     assert set(report["recall"]) >= {"r1", "r5", "r10", "r1p"}

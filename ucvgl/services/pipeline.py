@@ -10,16 +10,25 @@ Every stage writes its outputs under the run folder and is skipped (or continued
 its last checkpoint) when the same run is started again. ``RUN_DIR/report.json`` holds
 the mode, preset, dataset counts, recall (percent), per-round pseudo-label statistics and
 the time of every stage.
+
+Label-free stage checks (``ucvgl.services.health``) run after ``translate`` (does the
+CycleGAN keep the BEVs' content? if not, the cold start and AMM use the BEVs instead of the
+fakes), after the cold start and on the selected model before it is copied (does the model
+match the pool better than decoy tiles?). Their records are in ``RUN_DIR/health.json`` and
+the report (``status``, ``health``, ``failure``); a check that stops the run raises
+:class:`ucvgl.services.health.StageFailed` after writing the report, and no model is
+selected, evaluated or indexed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +37,11 @@ from ucvgl.services.presets import Preset, get_preset
 from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
 from ucvgl.shared.errors import ConfigError
 from ucvgl.shared.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from ucvgl.services.health import StageCheck
+
+log = logging.getLogger(__name__)
 
 MODES = ("unsupervised", "semi", "supervised")
 STAGES = {
@@ -194,6 +208,63 @@ class PipelineRun:
             if self.dist.is_main:
                 write_json(self.run_dir / TIMES_FILE, self.times)
 
+    def _record_check(self, check: StageCheck) -> StageCheck:
+        """Record a stage check in ``health.json``; on 'stop' write the report and raise."""
+        from ucvgl.services.health import HealthRecords, StageFailed
+
+        records = HealthRecords(self.run_dir)
+        if self.dist.is_main:
+            records.put(check)
+        if check.action != "ok":
+            log.warning("%s", check.message)
+        if check.action == "stop":
+            self.write_report()
+            raise StageFailed(check, records.all() or [check], self.run_dir / REPORT_FILE)
+        return check
+
+    def _cyclegan_check(self, bev: list[Path], fakes: list[Path]) -> StageCheck:
+        """The CycleGAN content check, run once per run folder (its decision persists)."""
+        from ucvgl.services.health import HealthRecords, check_cyclegan
+
+        stored = HealthRecords(self.run_dir).get("translate", "cyclegan_content")
+        if stored is not None:
+            return stored
+        check = check_cyclegan(
+            bev,
+            fakes,
+            list(self.train_split.satellite_paths),
+            mode=self.preset.health_checks,
+        )
+        return self._record_check(check)
+
+    def _model_check(self, stage: str, *, final: bool) -> StageCheck:
+        """The decoy match check of ``self.model`` at ``stage`` (re-run after a 'stop')."""
+        from ucvgl.services.health import (
+            DECOY_DIR,
+            HealthRecords,
+            check_model_matches,
+            read_prior,
+        )
+
+        stored = HealthRecords(self.run_dir).get(stage, "model_matches")
+        if stored is not None and stored.action != "stop":
+            return stored
+        check = check_model_matches(
+            self.model,
+            self.train_split,
+            self.preset,
+            stage=stage,
+            decoy_dir=self.run_dir / DECOY_DIR,
+            threshold_T=self.preset.threshold_for(self.dataset.format),
+            device=self.device,
+            cache_dir=self.stages_dir / "cache",
+            fake_paths=self.amm_queries(),
+            prior=None if final else read_prior(self.run_dir),
+            final=final,
+            write_decoys=self.dist.is_main,
+        )
+        return self._record_check(check)
+
     @property
     def train_split(self) -> ViewSplit:
         return self.dataset.split(self.train_name)
@@ -337,10 +408,35 @@ class PipelineRun:
                 progress=progress,
             )
         self._barrier()
-        return translate(ckpt, bev, out, device="cpu", out_size=self.preset.satellite_size)
+        fakes = translate(ckpt, bev, out, device="cpu", out_size=self.preset.satellite_size)
+        self._cyclegan_check(bev, fakes)
+        return fakes
+
+    def cross_view_images(self) -> list[Path]:
+        """Each panorama's partner in the cold start: its fake, or its BEV (fallback).
+
+        The BEVs replace the fakes when the CycleGAN check failed with action 'fallback'
+        (the fakes do not keep the BEVs' content); the decision is kept in ``health.json``.
+        """
+        fakes = self.translate(NullProgress())  # returns at once when they exist
+        if self._cyclegan_check(self.project(NullProgress()), fakes).action == "fallback":
+            return self.project(NullProgress())
+        return fakes
+
+    def amm_queries(self) -> list[Path] | None:
+        """The images added to AMM's panorama queries (``preset.amm_fake_query``), or None."""
+        uses_cold_start = self.mode == "unsupervised" or (
+            self.mode == "semi" and self.preset.semi_cold_start
+        )
+        if uses_cold_start and self.preset.amm_fake_query:
+            return self.cross_view_images()
+        return None
 
     def cold_start(self, progress: Progress) -> Path:
-        """Intra-view then ground <-> fake contrastive training; returns the weights file."""
+        """Intra-view then ground <-> fake (or BEV) training; returns the weights file.
+
+        Unsupervised runs then check the model against decoy tiles (``health``).
+        """
         from ucvgl.services.training.cold_start import CROSS_DIR, cold_start
 
         final = self.stages_dir / CROSS_DIR / "model.pt"
@@ -348,19 +444,20 @@ class PipelineRun:
             from ucvgl.services.training.trainer import load_weights_into
 
             load_weights_into(self.model, final)
-            return final
-        fakes = self.translate(NullProgress())
-        cold_start(
-            self.model,
-            self.train_split,
-            fakes,
-            self.preset,
-            self.stages_dir,
-            device=self.device,
-            progress=progress,
-            dist_info=self.dist,
-            seed=self.seed,
-        )
+        else:
+            cold_start(
+                self.model,
+                self.train_split,
+                self.cross_view_images(),
+                self.preset,
+                self.stages_dir,
+                device=self.device,
+                progress=progress,
+                dist_info=self.dist,
+                seed=self.seed,
+            )
+        if self.mode == "unsupervised":  # semi continues on known pairs
+            self._model_check("cold_start", final=False)
         return final
 
     def known_pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -431,10 +528,7 @@ class PipelineRun:
 
         start = self._start_path()
         known = self.known_pairs() if self.mode == "semi" else self.prior_pairs()
-        fakes = None
-        has_fakes = self.mode == "unsupervised" or self.preset.semi_cold_start
-        if has_fakes and self.preset.amm_fake_query:
-            fakes = self.translate(NullProgress())  # returns at once: the cold start made them
+        fakes = self.amm_queries()  # at once: the cold start made them
         result = run_amm(
             self.model,
             self.train_split,
@@ -469,6 +563,10 @@ class PipelineRun:
             }
         else:
             chosen = self.amm(progress)["selected"]
+        from ucvgl.services.training.trainer import load_weights_into
+
+        load_weights_into(self.model, Path(chosen["path"]))
+        self._model_check("select", final=True)  # a model at chance is never selected
         if self.dist.is_main:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp")
@@ -573,7 +671,14 @@ class PipelineRun:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> dict[str, Any]:
-        """Run every stage of the mode (skipping finished ones) and write the report."""
+        """Run every stage of the mode (skipping finished ones) and write the report.
+
+        Raises:
+            StageFailed: a stage check stopped the run (the report says so: ``status``
+                'failed', ``failure``); running it again re-runs the failed check.
+        """
+        from ucvgl.services.health import StageFailed as StageFailedError
+
         stages = STAGES[self.mode]
         weights = [STAGE_WEIGHTS[s] for s in stages]
         total, done = sum(weights), 0.0
@@ -581,7 +686,11 @@ class PipelineRun:
             self.progress.check_cancelled()
             sub = ScaledProgress(self.progress, done / total, (done + w) / total)
             fn = getattr(self, name)
-            self._timed(name, fn, sub)
+            try:
+                self._timed(name, fn, sub)
+            except StageFailedError:
+                self.write_report()  # again, with the failed stage's time
+                raise
             done += w
         return self.write_report()
 
@@ -595,9 +704,16 @@ class PipelineRun:
         recall = json.loads(evaluation.read_text())["recall"] if evaluation.exists() else None
         rounds = amm.get("rounds", [])
         selection_file = self.run_dir / "model" / "selection.json"
+        from ucvgl.services.health import HealthRecords
+
+        health = HealthRecords(self.run_dir)
+        failure = health.failure()
         return {
             "mode": self.mode,
             "preset": self.preset.name,
+            "status": "failed" if failure is not None else "ok",
+            "health": [c.to_dict() for c in health.all()],
+            "failure": None if failure is None else failure.to_dict(),
             "dataset": {
                 "name": self.dataset.name,
                 "format": self.dataset.format,
@@ -631,8 +747,8 @@ class PipelineRun:
             },
             "stages": [{"name": s, "seconds": self.times.get(s, 0.0)} for s in STAGES[self.mode]],
             "run_dir": str(self.run_dir),
-            "model_path": str(self.run_dir / SELECTED_MODEL),
-            "index_dir": str(self.run_dir / "index"),
+            "model_path": None if failure is not None else str(self.run_dir / SELECTED_MODEL),
+            "index_dir": None if failure is not None else str(self.run_dir / "index"),
             "device": self.device,
             "seed": self.seed,
         }

@@ -96,6 +96,36 @@ def test_failure_keeps_the_message_not_the_traceback(service_settings):
     db.dispose()
 
 
+def test_stage_check_failure_ends_the_job_failed_with_its_records(service_settings):
+    from ucvgl.api.presenters import job_read
+    from ucvgl.services.health import StageCheck, StageFailed
+
+    db, job_id, run_dir = _setup(service_settings, {"run_name": "r1"})
+    passed = StageCheck(
+        "translate", "cyclegan_content", True, "retention", {"retention": 0.9}, 0.2, "ok", "ok"
+    )
+    failed = StageCheck(
+        "cold_start", "model_matches", False, "pairs_at_fdr", {"pairs_at_fdr": 0}, 10.0,
+        "stop", "stage cold_start, check model_matches: 0 pairs (floor 10). Try: ...",
+    )  # fmt: skip
+
+    def runner(job_type, dataset, params, run_dir, progress):
+        raise StageFailed(failed, [passed, failed], Path(run_dir) / "report.json")
+
+    assert _run(db, service_settings, job_id, runner) is JobState.FAILED
+    with db.sessions() as s:
+        job = s.get(Job, job_id)
+        assert job.error == failed.message and "Traceback" not in job.error
+        assert job.result["status"] == "failed"
+        assert job.result["failure"]["stage"] == "cold_start"
+        assert [c["check"] for c in job.result["health"]] == ["cyclegan_content", "model_matches"]
+        assert s.scalar(sa.select(sa.func.count()).select_from(Model)) == 0
+        read = job_read(job)
+        assert read.failure is not None and read.failure.action == "stop"
+        assert [c.stage for c in read.health] == ["translate", "cold_start"]
+    db.dispose()
+
+
 def test_cancel_requested_while_running_and_before_start(service_settings):
     db, job_id, _ = _setup(service_settings, {"steps": 5, "sleep": 0.2}, job_type="project")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from ucvgl.shared.models import Job, PseudoLabel, PseudoLabelRound, utcnow
-from ucvgl.shared.schemas import JobRead, LabelRead, MarginHistogram, RoundRead
+from ucvgl.shared.schemas import JobRead, LabelRead, MarginHistogram, RoundRead, StageCheckRead
 from ucvgl.worker.label_health import margin_score
 
 API = "/api/v1"
@@ -39,8 +41,27 @@ def job_links(job: Job) -> dict[str, str]:
     return links
 
 
+def _stage_check(value: object) -> StageCheckRead | None:
+    try:
+        return StageCheckRead.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def job_health(result: dict | None) -> tuple[list[StageCheckRead], StageCheckRead | None]:
+    """The stage-check records (``health``) and the failing one (``failure``) of a result.
+
+    A record that is not a stage check (an old or foreign result) is left out.
+    """
+    result = result if isinstance(result, dict) else {}
+    health = result.get("health")
+    checks = [_stage_check(c) for c in health] if isinstance(health, list) else []
+    return [c for c in checks if c is not None], _stage_check(result.get("failure"))
+
+
 def job_read(job: Job) -> JobRead:
     """A job row as :class:`JobRead`."""
+    health, failure = job_health(job.result)
     return JobRead(
         id=job.id,
         type=job.type,
@@ -61,6 +82,8 @@ def job_read(job: Job) -> JobRead:
         finished_at=job.finished_at,
         heartbeat_at=job.heartbeat_at,
         eta_seconds=eta_seconds(job),
+        health=health,
+        failure=failure,
         links=job_links(job),
     )
 

@@ -115,8 +115,26 @@ class JobCreate(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class StageCheckRead(BaseModel):
+    """One label-free check of a pipeline stage (``ucvgl.services.health.StageCheck``)."""
+
+    stage: str
+    check: str
+    passed: bool
+    metric: str = Field(description="The key of ``numbers`` compared with ``floor``.")
+    numbers: dict[str, Any]
+    floor: float
+    action: str = Field(description="ok, fallback, warn (recorded only) or stop (run failed).")
+    message: str
+
+
 class JobRead(BaseModel):
-    """A job's state, progress (0..1), current stage, estimated time left and result."""
+    """A job's state, progress (0..1), current stage, estimated time left and result.
+
+    ``health`` lists the label-free stage checks of the job's run (from its result);
+    ``failure`` is the check that stopped it (the job is FAILED with its message as
+    ``error``), or null.
+    """
 
     id: int
     type: str
@@ -139,6 +157,8 @@ class JobRead(BaseModel):
     eta_seconds: float | None = Field(
         description="Seconds left, extrapolated from the progress rate since the job started."
     )
+    health: list[StageCheckRead] = Field(default_factory=list)
+    failure: StageCheckRead | None = None
     links: dict[str, str]
 
 

@@ -25,6 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_failure
 from sqlalchemy.exc import OperationalError
 
+from ucvgl.services.health import StageFailed
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
 from ucvgl.shared.enums import JobState, JobType
@@ -261,7 +262,9 @@ def execute_job(
     """Run job ``job_id`` to a terminal state and return that state.
 
     Errors become ``FAILED`` with the exception's message in ``error`` (the traceback goes
-    to the log only); :class:`JobCancelled` becomes ``CANCELLED``.
+    to the log only); a stage check that stopped the run (:class:`StageFailed`) also keeps
+    its records in ``result`` (``status``, ``health``, ``failure``); :class:`JobCancelled`
+    becomes ``CANCELLED``.
     """
     stale_s = settings.job_stale_seconds
     started = _start(database, job_id, hostname or socket.gethostname(), task_id, stale_s)
@@ -322,6 +325,10 @@ def _execute_started(
         if generated is not None and remove_generated_world(database, settings, job_id, generated):
             error += f"; the generated folder {generated} was removed"
         _finish(database, job_id, JobState.FAILED, error=error)
+        return JobState.FAILED
+    except StageFailed as exc:  # a label-free stage check stopped the run: said loudly
+        log.warning("job %s (%s) stopped by a stage check: %s", job_id, job.type, exc)
+        _finish(database, job_id, JobState.FAILED, error=str(exc), result=json_safe(exc.result()))
         return JobState.FAILED
     except SoftTimeLimitExceeded:
         log.error("job %s hit the soft time limit", job_id)

@@ -50,6 +50,7 @@ CORRECT = [90, 215, 352]
 THRESHOLDS = [0.1, 0.2, 0.3]
 RECALL_R1 = [5.0, None, 12.5]
 """R@1 shown per round: a model's recall at the last round recorded with it."""
+STAGE_FAILED_MESSAGE = "stage cold_start, check model_matches: 2 pairs (floor 10). Try: more"
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Seeded:
     dataset_id: int
     running_job_id: int
     failed_job_id: int
+    stage_failed_job_id: int
+    stage_failed_run: str
 
 
 @dataclass
@@ -93,6 +96,42 @@ def seed(database: Database, run_dir: Path) -> Seeded:
             run_dir=str(run_dir),
             dataset_id=dataset.id,
         )
+        stop = {
+            "stage": "cold_start",
+            "check": "model_matches",
+            "passed": False,
+            "metric": "pairs_at_fdr",
+            "numbers": {"pairs_at_fdr": 2, "mutual_targets": 15, "mutual_decoys": 14},
+            "floor": 10.0,
+            "action": "stop",
+            "message": STAGE_FAILED_MESSAGE,
+        }
+        fallback = {
+            **stop,
+            "stage": "translate",
+            "check": "cyclegan_content",
+            "metric": "retention",
+            "numbers": {"retention": 0.04},
+            "floor": 0.2,
+            "action": "fallback",
+            "message": "the fakes lose the BEVs' content",
+        }
+        # A pipeline stopped by a stage check (an earlier run: it is not the newest one).
+        stage_failed = Job(
+            type="pipeline",
+            parameters={"mode": "unsupervised"},
+            state=JobState.FAILED,
+            progress=0.5,
+            stage="cold start",
+            error=STAGE_FAILED_MESSAGE,
+            result={"status": "failed", "health": [fallback, stop], "failure": stop},
+            started_at=utcnow() - timedelta(seconds=900),
+            finished_at=utcnow() - timedelta(seconds=800),
+            run_dir=str(run_dir.parent / "shuffled"),
+            dataset_id=dataset.id,
+        )
+        session.add(stage_failed)
+        session.flush()
         failed = Job(
             type="project",
             parameters={},
@@ -139,7 +178,7 @@ def seed(database: Database, run_dir: Path) -> Seeded:
                     label_health_score=0.7,
                 )
             )
-        return Seeded(dataset.id, running.id, failed.id)
+        return Seeded(dataset.id, running.id, failed.id, stage_failed.id, str(stage_failed.run_dir))
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +310,17 @@ def test_dashboard_shows_live_progress_curves_and_errors(
     expect(page.locator("#rounds-body tr")).to_have_count(len(LABELS))
     shown_r1 = page.locator("#rounds-body td:nth-child(9)").all_text_contents()
     assert shown_r1 == ["—" if v is None else f"{v:.2f}" for v in RECALL_R1]
+    expect(page.locator("#health-empty")).to_be_visible()  # this run recorded no check
+
+    # The run a stage check stopped: its message, and its checks as a table.
+    stopped = page.locator(f'tr[data-job-id="{seeded.stage_failed_job_id}"]')
+    expect(stopped.locator('[data-field="error"]')).to_contain_text("stage cold_start")
+    page.select_option("#run-select", seeded.stage_failed_run)
+    expect(page.locator("#health-failure")).to_contain_text(STAGE_FAILED_MESSAGE)
+    expect(page.locator("#health-body tr")).to_have_count(2)
+    expect(page.locator('#health-body tr[data-stage="cold_start"]')).to_contain_text("failed: stop")
+    expect(page.locator('#health-body tr[data-stage="translate"]')).to_contain_text("0.040")
+    expect(page.locator("#rounds-empty")).to_be_visible()
     assert console_errors == []
 
     # A wrong token: the problem document's detail is shown to the user.

@@ -1,5 +1,6 @@
 // Per dataset: the pseudo-label curve (labels and correct labels per round, as the paper's
-// Fig. 6), the margin threshold and the recall of each round's model, plus data tables.
+// Fig. 6), the margin threshold and the recall of each round's model, the label-free stage
+// checks of the run (and the message of a check that stopped it), plus data tables.
 
 import { lineChart } from "./chart.js";
 import { el, fillSelect, formatNumber, formatTime, setText } from "./format.js";
@@ -18,6 +19,32 @@ function runKeyOf(round, jobsById) {
 function runLabel(key) {
   const parts = key.split(/[\\/]/).filter(Boolean);
   return parts.length > 1 ? parts[parts.length - 1] : key;
+}
+
+/**
+ * The stage checks of each run: those of the newest job of the run folder that reported
+ * any (a job's ``health``; ``failure`` is the check that stopped it). Map run key ->
+ * {job, health, failure}.
+ */
+export function latestHealth(jobs) {
+  const byRun = new Map();
+  const ordered = jobs.slice().sort((a, b) => a.id - b.id);
+  for (const job of ordered) {
+    const health = Array.isArray(job.health) ? job.health : [];
+    if (health.length === 0 && !job.failure) {
+      continue;
+    }
+    const key = job.run_dir || `job #${job.id}`;
+    byRun.set(key, { job, health, failure: job.failure || null });
+  }
+  return byRun;
+}
+
+function formatValue(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    return value == null ? "—" : String(value);
+  }
+  return Number.isInteger(value) ? String(value) : value.toFixed(3);
 }
 
 function countsText(counts) {
@@ -72,6 +99,10 @@ export class DatasetPanel {
     this.empty = document.getElementById("rounds-empty");
     this.roundsBody = document.getElementById("rounds-body");
     this.modelsBody = document.getElementById("models-body");
+    this.healthBody = document.getElementById("health-body");
+    this.healthTable = document.getElementById("health-table");
+    this.healthEmpty = document.getElementById("health-empty");
+    this.healthFailure = document.getElementById("health-failure");
     this.charts = {
       labels: document.getElementById("labels-chart"),
       threshold: document.getElementById("threshold-chart"),
@@ -159,19 +190,34 @@ export class DatasetPanel {
       }
       runs.get(key).push(round);
     }
-    // Newest run first: the one whose latest round was recorded last.
-    const keys = Array.from(runs.keys()).sort(
-      (a, b) => Math.max(...runs.get(b).map((r) => r.id)) - Math.max(...runs.get(a).map((r) => r.id)),
-    );
+    const healthByRun = latestHealth(jobs);
+    for (const key of healthByRun.keys()) {
+      if (!runs.has(key)) {
+        runs.set(key, []); // a run stopped by a stage check may have no round
+      }
+    }
+    // Newest run first: the one whose latest job (with a round or a stage check) is newest.
+    const recency = (key) =>
+      Math.max(
+        -1,
+        ...runs.get(key).map((r) => r.job_id ?? -1),
+        healthByRun.get(key)?.job.id ?? -1,
+      );
+    const keys = Array.from(runs.keys()).sort((a, b) => recency(b) - recency(a));
+    const runText = (k) => {
+      const failed = healthByRun.get(k)?.failure ? ", failed" : "";
+      return `${runLabel(k)} (${runs.get(k).length} rounds${failed})`;
+    };
     const run = fillSelect(
       this.runSelect,
-      keys.map((k) => ({ value: k, label: `${runLabel(k)} (${runs.get(k).length} rounds)` })),
+      keys.map((k) => ({ value: k, label: runText(k) })),
     );
     this.runSelect.disabled = keys.length < 2;
     const selected = (runs.get(run) || []).slice().sort((a, b) => a.round - b.round || a.id - b.id);
     const modelsById = new Map(models.map((m) => [m.id, m]));
 
-    const signature = JSON.stringify([dataset.id, run, selected, models]);
+    const health = healthByRun.get(run) || null;
+    const signature = JSON.stringify([dataset.id, run, selected, models, health]);
     if (signature === this.lastDrawn) {
       return;
     }
@@ -180,6 +226,38 @@ export class DatasetPanel {
     this.drawCharts(selected, modelsById, dataset);
     this.fillRoundsTable(selected, modelsById);
     this.fillModelsTable(models);
+    this.fillHealth(health);
+  }
+
+  /** The stage checks of the selected run and, when one stopped it, its message. */
+  fillHealth(entry) {
+    const checks = entry?.health ?? [];
+    const failure = entry?.failure ?? null;
+    this.healthFailure.hidden = !failure;
+    setText(
+      this.healthFailure,
+      failure ? `Job #${entry.job.id} stopped at stage ${failure.stage}: ${failure.message}` : "",
+    );
+    this.healthEmpty.hidden = checks.length > 0;
+    this.healthTable.hidden = checks.length === 0;
+    this.healthBody.replaceChildren(
+      ...checks.map((c) => {
+        const tr = el("tr");
+        tr.dataset.stage = String(c.stage);
+        const outcome = el("span", `outcome-${c.action}`, c.passed ? c.action : `failed: ${c.action}`);
+        const cells = [
+          el("td", "", String(c.stage)),
+          el("td", "", String(c.check)),
+          el("td", "", `${c.metric} ${formatValue(c.numbers?.[c.metric])}`),
+          el("td", "", formatValue(c.floor)),
+          el("td"),
+          el("td", "message", String(c.message || "")),
+        ];
+        cells[4].append(outcome);
+        tr.append(...cells);
+        return tr;
+      }),
+    );
   }
 
   drawEmpty() {
@@ -187,6 +265,7 @@ export class DatasetPanel {
     this.drawCharts([], new Map(), null);
     this.roundsBody.replaceChildren();
     this.modelsBody.replaceChildren();
+    this.fillHealth(null);
   }
 
   drawCharts(rounds, modelsById, dataset) {

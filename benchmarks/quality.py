@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ucvgl.commands._progress import TqdmProgress
     from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.health import StageFailed
     from ucvgl.services.pipeline import run_pipeline
     from ucvgl.services.presets import get_preset
     from ucvgl.services.synth import generate_world
@@ -102,18 +103,24 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "raw":
             results["raw"] = raw_pixel_baseline(dataset, "val", args.out / "raw")
         else:
-            report = run_pipeline(
-                world,
-                "cvact",
-                mode,
-                preset,
-                args.out / mode,
-                gt_ratio=args.gt_ratio,
-                device=args.device,
-                progress=TqdmProgress(),
-                seed=args.seed,
-            )
+            try:
+                report = run_pipeline(
+                    world,
+                    "cvact",
+                    mode,
+                    preset,
+                    args.out / mode,
+                    gt_ratio=args.gt_ratio,
+                    device=args.device,
+                    progress=TqdmProgress(),
+                    seed=args.seed,
+                )
+            except StageFailed as exc:  # a stage check stopped it: no recall to report
+                print(f"{mode}: STAGE FAILED: {exc}", file=sys.stderr)
+                report = json.loads((args.out / mode / "report.json").read_text())
             results[mode] = {
+                "status": report.get("status", "ok"),
+                "failure": report.get("failure"),
                 "recall": report["recall"],
                 "rounds": [
                     {
@@ -197,6 +204,9 @@ def format_table(results: dict) -> str:
             )
         if results[mode]["rounds"]:
             lines.append(f"    selected (label-free): {results[mode]['selected']}")
+        failure = results[mode].get("failure")
+        if failure:
+            lines.append(f"    STOPPED by a stage check: {failure['message']}")
         stages = ", ".join(
             f"{st['name']} {st['seconds'] / 60:.1f}" for st in results[mode]["stages"]
         )

@@ -82,6 +82,8 @@ class Preset:
         amm_fake_query: unsupervised AMM matches each panorama by its ground embedding plus
             its fake satellite image's embedding (label-free; the paper uses the ground
             embedding alone).
+        standardise_input: both encoders standardise each input image per channel
+            (``EncoderConfig.standardise_input``).
         projection_prior: unsupervised runs match the BEV projections' standardised
             thumbnails with the tiles' before any learning and keep the mutual matches
             that a target-decoy competition accepts (``ucvgl.services.pixel_prior``); AMM
@@ -138,6 +140,7 @@ class Preset:
     max_epoch_factor: float = 1.0
     min_improvement: float = 0.05
     amm_max_rounds: int | None = None
+    standardise_input: bool = False
     projection_prior: bool = False
     prior_thumbnail: int = 24
     prior_max_fdr: float = 0.1
@@ -180,6 +183,7 @@ class Preset:
             safa=self.safa,
             ground_size=tuple(self.ground_size),
             satellite_size=(self.satellite_size, self.satellite_size),
+            standardise_input=self.standardise_input,
         )
 
     def cyclegan_config(self, **overrides: Any):

@@ -72,18 +72,71 @@ class DatasetRegister(BaseModel):
 
 
 class SyntheticDatasetCreate(BaseModel):
-    """Generate a synthetic cross-view world under the first data root (runs as a job)."""
+    """Generate a synthetic cross-view world under the first data root (runs as a job).
+
+    With ``world`` (a registry name, see ``GET /api/v1/synthetic/worlds``) the world's
+    format, seed, knobs and JPEG quality are the registry's: giving ``format``, ``seed`` or
+    ``jpeg_quality`` as well is refused (422). ``settings`` changes knobs on top (of the
+    world's, or of the defaults); an unknown knob or a bad value is a 422 naming
+    ``body.settings.<knob>``. The job's ``parameters`` record the resolved values.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
-    format: DatasetFormat = DatasetFormat.CVUSA
+    world: str | None = Field(
+        default=None,
+        description="A registry world (tune-N or report-N): its format, seed, knobs, JPEG "
+        "quality and image sizes.",
+    )
+    format: DatasetFormat | None = Field(
+        default=None, description="Dataset layout; default cvusa. Not with world."
+    )
     n_train: int = Field(default=32, ge=1, le=100_000)
     n_val: int = Field(default=16, ge=1, le=100_000)
-    seed: int = 0
-    pano_height: int = Field(default=64, ge=8, le=4096)
-    pano_width: int = Field(default=128, ge=16, le=8192)
-    sat_size: int = Field(default=64, ge=8, le=4096)
+    seed: int | None = Field(default=None, description="Random seed; default 0. Not with world.")
+    pano_height: int | None = Field(
+        default=None, ge=8, le=4096, description="Default 64 (with world: the world's)."
+    )
+    pano_width: int | None = Field(
+        default=None, ge=16, le=8192, description="Default 128 (with world: the world's)."
+    )
+    sat_size: int | None = Field(
+        default=None, ge=8, le=4096, description="Default 64 (with world: the world's)."
+    )
+    jpeg_quality: int | None = Field(
+        default=None, ge=1, le=100, description="JPEG quality; default 90. Not with world."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description='World knob overrides, knob -> value (e.g. {"gps_offset_m": 1.5, '
+        '"record_geometry": false}); the knobs are listed by GET /api/v1/synthetic/worlds.',
+    )
+
+
+class SyntheticWorldRead(BaseModel):
+    """One named synthetic world of the registry."""
+
+    name: str
+    role: str = Field(description="tune (for tuning) or report (for reported quality).")
+    format: str
+    seed: int
+    description: str
+    settings: dict[str, Any] = Field(description="Every knob of the world.")
+    changed: dict[str, Any] = Field(description="The knobs that differ from the defaults.")
+    jpeg_quality: int
+    pano_height: int
+    pano_width: int
+    sat_size: int
+    cities: list[str] | None = None
+
+
+class SyntheticWorlds(BaseModel):
+    """The registry of named synthetic worlds, the knobs with their defaults, and the rule."""
+
+    worlds: list[SyntheticWorldRead]
+    knobs: dict[str, Any] = Field(description="Every world knob with its default value.")
+    rule: str
 
 
 class DatasetRead(BaseModel):

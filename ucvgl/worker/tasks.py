@@ -146,26 +146,55 @@ def synthetic_output(settings: Settings, job: Job) -> Path:
 
 
 def _run_synthetic(settings: Settings, job: Job, progress: JobProgress) -> dict[str, Any]:
-    """Generate a synthetic world under the first data root; its row comes with the result."""
+    """Generate a synthetic world under the first data root; its row comes with the result.
+
+    ``world`` (a registry name) generates that world (its format, seed, knobs and JPEG
+    quality); ``settings`` (knob -> value) changes knobs on top of the world's or of the
+    defaults. Jobs queued before these parameters existed have neither.
+    """
     from ucvgl.services.datasets import load_dataset
     from ucvgl.services.synth import generate_world
+    from ucvgl.services.synth.family import generate_named_world, get_world
+    from ucvgl.services.synth.settings import WorldSettings
 
     p = job.parameters
-    root = generate_world(
-        synthetic_output(settings, job),
-        p["format"],
-        int(p["n_train"]),
-        int(p["n_val"]),
-        seed=int(p["seed"]),
-        pano_size=(int(p["pano_height"]), int(p["pano_width"])),
-        sat_size=int(p["sat_size"]),
-        workers=1,  # a Celery pool process may not fork rendering processes of its own
-        progress=progress,
-    )
+    out = synthetic_output(settings, job)
+    pano_size = (int(p["pano_height"]), int(p["pano_width"]))
+    overrides = dict(p.get("settings") or {})
+    workers = 1  # a Celery pool process may not fork rendering processes of its own
+    fmt = str(p.get("format") or "cvusa")
+    if p.get("world"):
+        entry = get_world(str(p["world"]))
+        fmt = entry.format
+        root = generate_named_world(
+            entry.name,
+            out,
+            int(p["n_train"]),
+            int(p["n_val"]),
+            pano_size=pano_size,
+            sat_size=int(p["sat_size"]),
+            workers=workers,
+            progress=progress,
+            settings=entry.settings.with_updates(overrides) if overrides else None,
+        )
+    else:
+        root = generate_world(
+            out,
+            fmt,
+            int(p["n_train"]),
+            int(p["n_val"]),
+            seed=int(p["seed"]),
+            pano_size=pano_size,
+            sat_size=int(p["sat_size"]),
+            workers=workers,
+            progress=progress,
+            jpeg_quality=int(p.get("jpeg_quality") or 90),
+            world=WorldSettings.from_dict(overrides),
+        )
     root = Path(root).resolve()
-    dataset = load_dataset(root, p["format"], name=p["name"])
+    dataset = load_dataset(root, fmt, name=p["name"])
     return {
-        "new_dataset": dataset_record(dataset, p["name"], p["format"], root, {}),
+        "new_dataset": dataset_record(dataset, p["name"], fmt, root, {}),
         "root": str(root),
     }
 

@@ -19,6 +19,7 @@ from ucvgl.api.job_submission import create_job, get_or_404
 from ucvgl.api.presenters import API, job_read
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
 from ucvgl.api.routes.jobs import accepted
+from ucvgl.api.routes.synthetic import synthetic_job_params
 from ucvgl.shared.config import Settings
 from ucvgl.shared.enums import JobState, JobType
 from ucvgl.shared.models import Dataset, Job
@@ -129,7 +130,12 @@ def create_synthetic_dataset(
     _: TokenDep,
     response: Response,
 ) -> JobRead:
-    """Generate a synthetic cross-view world under the first data root (a job)."""
+    """Generate a synthetic cross-view world under the first data root (a job).
+
+    ``world`` picks a named world of the registry (``GET /api/v1/synthetic/worlds``) and
+    ``settings`` changes its knobs; the job's parameters record the resolved values.
+    """
+    params = synthetic_job_params(body)
     _check_name_free(session, body.name)
     out = resolve_under_data_roots(settings, body.name, "body.name")
     if out.exists():
@@ -138,7 +144,7 @@ def create_synthetic_dataset(
         session,
         queue,
         job_type=JobType.SYNTHETIC,
-        params=body.model_dump(mode="json"),
+        params=params,
         run_dir=out,
     )
     accepted(response, job.id)

@@ -1,18 +1,31 @@
-"""Issue 3's quality table: recall of every mode on a synthetic world, plus a raw-pixel
-baseline, with the time each run took.
+"""Held-out quality: recall of every mode on several REPORT worlds, with mean and spread.
 
-    .venv/bin/python benchmarks/quality.py --out runs/quality --train 1000 --val 500
+    .venv/bin/python benchmarks/quality.py --out runs/quality \\
+        --worlds report-1,report-2,report-4,othergen-cvact:7 --train 1000 --val 500 --jobs 2
 
-Runs (each resumable: run the same command again to continue): the unsupervised pipeline,
-semi-supervised with 10% of the pairs, the supervised baseline, and the raw-pixel baseline
-(24x24 colour thumbnails of the BEV projection vs the satellite tile, cosine similarity,
-no learning). Prints a table and writes ``OUT/quality.json``.
+Worlds are named entries of ``ucvgl.services.synth.family`` (``report-*``: presets were
+never tuned on them; ``tune-*`` worlds are refused unless ``--allow-tuning-worlds``) or
+``othergen-<cvact|cvusa>[:seed]``: a world of the independent generator in
+``benchmarks/worlds/othergen.py``, which shares no code with ``ucvgl synth``. Images are
+written at ``--pano``/``--tile`` and resized by the pipeline, as real imagery would be.
+
+For every world and mode (each run resumable: the same command continues):
+- ``raw``: no learning, the BEV projection's 24x24 thumbnails against the tiles' by cosine
+  similarity, in colour (``raw``) and standardised per image and channel (``raw_std``,
+  the projection prior's descriptor);
+- ``unsupervised``, ``semi`` (``--gt-ratio`` known pairs) and ``supervised``: the pipeline
+  with ``--preset``.
+Tasks run in ``--jobs`` processes of one torch thread each. Prints one table per world and
+the summary (mean and sample standard deviation over worlds), and writes
+``OUT/<world>/quality.json`` and ``OUT/summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,199 +33,361 @@ from pathlib import Path
 import numpy as np
 import torch
 
+MODES = ("raw", "unsupervised", "semi", "supervised")
+RECALL_KEYS = ("r1", "r5", "r10", "r1p")
 
+
+# --------------------------------------------------------------------------- worlds
+def world_format(name: str) -> str:
+    """The dataset layout of a world spec."""
+    if name.startswith("othergen-"):
+        return name.split("-", 1)[1].split(":")[0]
+    from ucvgl.services.synth.family import get_world
+
+    return get_world(name).format
+
+
+def make_world(name: str, out: Path, args: argparse.Namespace) -> Path:
+    """Generate (or reuse) world ``name`` in ``out`` and return its folder."""
+    pano = tuple(int(v) for v in args.pano.split("x"))
+    if name.startswith("othergen-"):
+        layout, _, seed = name.split("-", 1)[1].partition(":")
+        if (out / "done.json").exists():
+            return out
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from worlds.othergen import generate
+
+        generate(out, layout, args.train, args.val, int(seed or 0), pano_hw=pano, tile=args.tile)
+        (out / "done.json").write_text(json.dumps({"world": name}))
+        return out
+    from ucvgl.commands._progress import TqdmProgress
+    from ucvgl.services.synth.family import generate_named_world
+
+    return generate_named_world(
+        name, out, args.train, args.val, pano_size=pano, sat_size=args.tile, progress=TqdmProgress()
+    )
+
+
+# --------------------------------------------------------------------------- one task
 def raw_pixel_baseline(dataset, split_name: str, out_dir: Path, thumb: int = 24) -> dict:
-    """Recall of 24x24 colour thumbnails: BEV of each panorama vs each satellite tile."""
-    from PIL import Image
-
+    """Recall of thumbnails of each panorama's BEV against each tile (no learning)."""
     from ucvgl.services.evaluation import recall_at_k
+    from ucvgl.services.pixel_prior import thumbnail_descriptors
     from ucvgl.services.projection import bev_params_for_dataset, project_dataset
 
     began = time.perf_counter()
     split = dataset.split(split_name)
     params = bev_params_for_dataset(dataset, out_size=128)
     bevs = project_dataset(dataset, out_dir / "bev", params, splits=[split_name])
-
-    def thumbs(paths) -> np.ndarray:
-        rows = []
-        for p in paths:
-            img = Image.open(p).convert("RGB").resize((thumb, thumb), Image.BILINEAR)
-            rows.append(np.asarray(img, dtype=np.float32).reshape(-1) / 255.0)
-        return np.stack(rows)
-
-    g, s = thumbs(bevs), thumbs(split.satellite_paths)
     out = {}
-    for name, (a, b) in {
-        "cosine": (g, s),
-        "centred_cosine": (g - g.mean(1, keepdims=True), s - s.mean(1, keepdims=True)),
-    }.items():
-        r = recall_at_k(torch.from_numpy(a), torch.from_numpy(b), split.positives, device="cpu")
-        out[name] = {k: r[k] for k in ("r1", "r5", "r10", "r1p")}
+    for name, standardise in (("colour", False), ("standardised", True)):
+        g = thumbnail_descriptors(bevs, thumb, standardise=standardise)
+        s = thumbnail_descriptors(split.satellite_paths, thumb, standardise=standardise)
+        r = recall_at_k(torch.from_numpy(g), torch.from_numpy(s), split.positives, device="cpu")
+        out[name] = {k: r[k] for k in RECALL_KEYS}
     out["seconds"] = round(time.perf_counter() - began, 1)
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
-    parser.add_argument("--train", type=int, default=1000)
-    parser.add_argument("--val", type=int, default=500)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--modes", default="raw,unsupervised,supervised,semi")
-    parser.add_argument("--gt-ratio", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-
+def run_task(world: str, mode: str, args: argparse.Namespace) -> dict:
+    """One (world, mode): its result dict (also written to OUT/<world>/<mode>.json)."""
     from ucvgl.commands._progress import TqdmProgress
     from ucvgl.services.datasets import load_dataset
     from ucvgl.services.health import StageFailed
     from ucvgl.services.pipeline import run_pipeline
     from ucvgl.services.presets import get_preset
-    from ucvgl.services.synth import generate_world
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    preset = get_preset(args.preset)
-    world = args.out / "world"
-    t0 = time.perf_counter()
-    generate_world(
-        world,
-        "cvact",
-        args.train,
-        args.val,
-        seed=args.seed,
-        pano_size=tuple(preset.ground_size),
-        sat_size=preset.satellite_size,
-        progress=TqdmProgress(),
-    )
-    dataset = load_dataset(world, "cvact")
-    results_path = args.out / "quality.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results["world"] = {
-        "train": args.train,
-        "val": args.val,
-        "seed": args.seed,
-        "generate_seconds": round(time.perf_counter() - t0, 1),
-    }
-    results["preset"] = preset.name
-    results["threads"] = torch.get_num_threads()
-    for mode in args.modes.split(","):
-        began = time.perf_counter()
-        if mode == "raw":
-            results["raw"] = raw_pixel_baseline(dataset, "val", args.out / "raw")
-        else:
-            try:
-                report = run_pipeline(
-                    world,
-                    "cvact",
-                    mode,
-                    preset,
-                    args.out / mode,
-                    gt_ratio=args.gt_ratio,
-                    device=args.device,
-                    progress=TqdmProgress(),
-                    seed=args.seed,
-                )
-            except StageFailed as exc:  # a stage check stopped it: no recall to report
-                print(f"{mode}: STAGE FAILED: {exc}", file=sys.stderr)
-                report = json.loads((args.out / mode / "report.json").read_text())
-            results[mode] = {
-                "status": report.get("status", "ok"),
-                "failure": report.get("failure"),
-                "recall": report["recall"],
-                "rounds": [
-                    {
-                        k: r.get(k)
-                        for k in (
-                            "round",
-                            "threshold",
-                            "mutual",
-                            "labels",
-                            "correct",
-                            "known_labels",
-                        )
-                    }
-                    | {"criterion": (r.get("criterion_before") or {}).get("score")}
-                    for r in report["rounds"]
-                ],
-                "selected": (report["selection"].get("selected") or {}).get("name"),
-                "stages": report["stages"],
-                "total_seconds": round(sum(s["seconds"] for s in report["stages"]), 1),
-                "wall_seconds_this_call": round(time.perf_counter() - began, 1),
-            }
-        # Merge with what other processes (other modes run in parallel) wrote meanwhile.
-        on_disk = json.loads(results_path.read_text()) if results_path.exists() else {}
-        results = {
-            **on_disk,
-            **{
-                k: v
-                for k, v in results.items()
-                if k not in on_disk or k in (mode, "world", "preset", "threads")
-            },
-        }
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-    print(format_table(results))
-    print(f"written: {results_path}")
-    return 0
-
-
-def format_table(results: dict) -> str:
-    """The quality table as text."""
-    lines = [
-        f"synthetic world: {results['world']['train']} train / {results['world']['val']} val "
-        f"locations (chance R@1 = {100 / results['world']['val']:.2f}%), preset "
-        f"{results['preset']}, {results['threads']} torch threads",
-        f"{'setting':<34} {'R@1':>7} {'R@5':>7} {'R@10':>7} {'R@1%':>7} {'minutes':>8}",
-    ]
-    raw = results.get("raw")
-    if raw:
-        for name in ("cosine", "centred_cosine"):
-            r = raw[name]
-            lines.append(
-                f"{'raw pixels 24x24 (' + name + ')':<34} "
-                + " ".join(f"{r[k]:>7.2f}" for k in ("r1", "r5", "r10", "r1p"))
-                + f" {raw['seconds'] / 60:>8.1f}"
+    torch.set_num_threads(args.threads)
+    wdir = args.out / world
+    data = make_world(world, wdir / "world", args)
+    fmt = world_format(world)
+    began = time.perf_counter()
+    if mode == "raw":
+        dataset = load_dataset(data, fmt)
+        result: dict = {"raw": raw_pixel_baseline(dataset, "val", wdir / "raw")}
+    else:
+        preset = get_preset(args.preset)
+        try:
+            report = run_pipeline(
+                data,
+                fmt,
+                mode,
+                preset,
+                wdir / mode,
+                gt_ratio=args.gt_ratio,
+                device=args.device,
+                progress=TqdmProgress(),
+                seed=args.seed,
             )
+        except StageFailed as exc:  # a stage check stopped it: no recall to report
+            print(f"{world} {mode}: STAGE FAILED: {exc}", file=sys.stderr)
+            report = json.loads((wdir / mode / "report.json").read_text())
+        result = {
+            "status": report.get("status", "ok"),
+            "failure": report.get("failure"),
+            "recall": report["recall"],
+            "prior": report.get("prior"),
+            "rounds": [
+                {
+                    k: r.get(k)
+                    for k in ("round", "threshold", "mutual", "labels", "correct", "known_labels")
+                }
+                for r in report["rounds"]
+            ],
+            "amm_stop_reason": report.get("amm_stop_reason"),
+            "budgets": {
+                k: {kk: v.get(kk) for kk in ("epochs_run", "max_epochs", "stop_reason")}
+                for k, v in (report.get("budgets") or {}).items()
+            },
+            "selected": ((report.get("selection") or {}).get("selected") or {}).get("name"),
+            "stages": report["stages"],
+            "total_seconds": round(sum(s["seconds"] for s in report["stages"]), 1),
+        }
+    result["wall_seconds_this_call"] = round(time.perf_counter() - began, 1)
+    (wdir / f"{mode}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+# --------------------------------------------------------------------------- summary
+def load_world(world: str, out: Path) -> dict:
+    """Every finished mode of ``world`` (read from OUT/<world>/<mode>.json)."""
+    found = {}
+    for mode in MODES:
+        path = out / world / f"{mode}.json"
+        if path.exists():
+            found[mode] = json.loads(path.read_text())
+    return found
+
+
+def r1_of(world_result: dict, mode: str) -> float | None:
+    """R@1 of a mode (raw: the colour baseline; raw_std: the standardised one)."""
+    if mode in ("raw", "raw_std"):
+        raw = world_result.get("raw", {}).get("raw")
+        return None if raw is None else raw["colour" if mode == "raw" else "standardised"]["r1"]
+    r = world_result.get(mode)
+    if r is None or r.get("status", "ok") != "ok" or not r.get("recall"):
+        return None
+    return float(r["recall"]["r1"])
+
+
+def first_round_precision(result: dict | None) -> float | None:
+    """Share of correct model pseudo-labels in AMM round 1 (None without labels)."""
+    if not result or not result.get("rounds"):
+        return None
+    rd = result["rounds"][0]
+    if not rd["labels"] or rd["correct"] is None:
+        return None
+    return rd["correct"] / rd["labels"]
+
+
+def summarise(worlds: list[str], out: Path) -> dict:
+    """Mean and spread over worlds, per setting, plus the acceptance ratios."""
+    per_world = {w: load_world(w, out) for w in worlds}
+    settings = ("raw", "raw_std", "unsupervised", "semi", "supervised")
+    table: dict = {}
+    for s in settings:
+        values = {w: r1_of(per_world[w], s) for w in worlds}
+        got = [v for v in values.values() if v is not None]
+        table[s] = {
+            "r1": values,
+            "mean": statistics.fmean(got) if got else None,
+            "std": statistics.stdev(got) if len(got) > 1 else None,
+            "worlds": len(got),
+        }
+    ratio = {}
+    for w in worlds:
+        u, s = r1_of(per_world[w], "unsupervised"), r1_of(per_world[w], "supervised")
+        ratio[w] = None if u is None or not s else u / s
+    precision = {w: first_round_precision(per_world[w].get("unsupervised")) for w in worlds}
+    status = {
+        w: {m: per_world[w][m].get("status", "ok") for m in per_world[w] if m != "raw"}
+        for w in worlds
+    }
+    return {
+        "worlds": worlds,
+        "r1": table,
+        "unsupervised_over_supervised": ratio,
+        "first_round_label_precision": precision,
+        "status": status,
+    }
+
+
+def _fmt(v: float | None, spec: str = "6.1f") -> str:
+    return f"{v:{spec}}" if v is not None else "     -"
+
+
+def format_summary(summary: dict, args: argparse.Namespace) -> str:
+    """The README table: R@1 per world and mode, mean +- spread."""
+    worlds = summary["worlds"]
+    head = f"{'val R@1 (%)':<28}" + "".join(f"{w:>16}" for w in worlds) + f"{'mean +- sd':>16}"
+    lines = [
+        f"held-out worlds, {args.train} train / {args.val} val locations (chance R@1 "
+        f"{100 / args.val:.2f}%), preset {args.preset}, images {args.pano} / {args.tile}px",
+        head,
+    ]
     labels = {
+        "raw": "raw pixels, colour",
+        "raw_std": "raw pixels, standardised",
         "unsupervised": "unsupervised (no pairs)",
-        "semi": "semi-supervised (10% pairs)",
+        "semi": f"semi ({args.gt_ratio:.0%} pairs)",
         "supervised": "supervised (all pairs)",
     }
-    for mode, label in labels.items():
-        if mode not in results:
+    for s, label in labels.items():
+        row = summary["r1"][s]
+        if not row["worlds"] and not any(
+            summary["status"][w].get(s) for w in worlds if s in summary["status"][w]
+        ):
             continue
-        r = results[mode]["recall"] or {}
-        lines.append(
-            f"{label:<34} "
-            + " ".join(f"{r.get(k, float('nan')):>7.2f}" for k in ("r1", "r5", "r10", "r1p"))
-            + f" {results[mode]['total_seconds'] / 60:>8.1f}"
+        cells = "".join(
+            f"{_fmt(row['r1'][w]):>16}"
+            if row["r1"][w] is not None
+            else f"{summary['status'][w].get(s, '-'):>16}"
+            for w in worlds
         )
-        for rd in results[mode]["rounds"]:
+        spread = (
+            f"{row['mean']:.1f} +- {row['std']:.1f}"
+            if row["std"] is not None
+            else _fmt(row["mean"], ".1f")
+        )
+        lines.append(f"{label:<28}{cells}{spread:>16}")
+    ratios = summary["unsupervised_over_supervised"]
+    lines.append(
+        f"{'unsupervised / supervised':<28}"
+        + "".join(f"{_fmt(ratios[w], '6.2f'):>16}" for w in worlds)
+    )
+    prec = summary["first_round_label_precision"]
+    lines.append(
+        f"{'round-1 labels correct':<28}"
+        + "".join(f"{_fmt(None if prec[w] is None else 100 * prec[w]):>16}" for w in worlds)
+    )
+    return "\n".join(lines)
+
+
+def format_world(world: str, found: dict) -> str:
+    """Per-world details: labels per round, prior, budgets, minutes."""
+    lines = [f"== {world}"]
+    raw = found.get("raw", {}).get("raw")
+    if raw:
+        for name in ("colour", "standardised"):
+            r = raw[name]
+            lines.append(
+                f"  raw pixels 24x24 ({name}): " + " ".join(f"{k} {r[k]:.1f}" for k in RECALL_KEYS)
+            )
+    for mode in ("unsupervised", "semi", "supervised"):
+        r = found.get(mode)
+        if not r:
+            continue
+        rec = r.get("recall") or {}
+        lines.append(
+            f"  {mode}: status {r.get('status', 'ok')}, "
+            + " ".join(f"{k} {rec[k]:.1f}" for k in RECALL_KEYS if k in rec)
+            + f", {r['total_seconds'] / 60:.1f} min"
+        )
+        if r.get("failure"):
+            lines.append(f"    STOPPED by a stage check: {r['failure'].get('message')}")
+        if r.get("prior"):
+            p = r["prior"]
+            lines.append(
+                f"    projection prior: {p['pairs']} pairs, correct {p.get('correct')}, "
+                f"estimated false share {p['estimated_fdr']:.2f}"
+            )
+        for rd in r.get("rounds", []):
             share = (
                 f" ({100 * rd['correct'] / rd['labels']:.0f}%)"
                 if rd["labels"] and rd["correct"] is not None
                 else ""
             )
-            known = f", known pairs {rd['known_labels']}" if rd.get("known_labels") else ""
             lines.append(
                 f"    round {rd['round']}: tau {rd['threshold']:.4f}, mutual {rd['mutual']}, "
-                f"labels {rd['labels']}, correct {rd['correct']}{share}{known}, "
-                f"score {rd['criterion']:.2f}"
+                f"labels {rd['labels']}, correct {rd['correct']}{share}, "
+                f"anchors {rd.get('known_labels')}"
             )
-        if results[mode]["rounds"]:
-            lines.append(f"    selected (label-free): {results[mode]['selected']}")
-        failure = results[mode].get("failure")
-        if failure:
-            lines.append(f"    STOPPED by a stage check: {failure['message']}")
-        stages = ", ".join(
-            f"{st['name']} {st['seconds'] / 60:.1f}" for st in results[mode]["stages"]
-        )
-        lines.append(f"    minutes per stage: {stages}")
+        if r.get("budgets"):
+            lines.append(
+                "    budgets: "
+                + ", ".join(
+                    f"{k} {b['epochs_run']}/{b['max_epochs'] or b['epochs_run']} "
+                    f"({b['stop_reason']})"
+                    for k, b in r["budgets"].items()
+                )
+            )
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- driver
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--worlds", default="report-1,report-2,report-4,othergen-cvact:7")
+    parser.add_argument("--train", type=int, default=1000)
+    parser.add_argument("--val", type=int, default=500)
+    parser.add_argument("--pano", default="256x512", help="written panorama HxW")
+    parser.add_argument("--tile", type=int, default=256, help="written tile side (px)")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--gt-ratio", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per task")
+    parser.add_argument("--jobs", type=int, default=1, help="tasks run at once")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--allow-tuning-worlds", action="store_true")
+    parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # WORLD/MODE (child)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    worlds = [w for w in args.worlds.split(",") if w]
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in MODES:
+            raise SystemExit(f"--modes: unknown mode {m!r}; choose from {MODES}")
+    for w in worlds:
+        if w.startswith("tune-") and not args.allow_tuning_worlds:
+            raise SystemExit(
+                f"--worlds: {w} is a tuning world; quality is reported on report-* and "
+                "othergen-* worlds only (--allow-tuning-worlds to measure it anyway)"
+            )
+    if args.task:
+        world, mode = args.task.split("/")
+        run_task(world, mode, args)
+        return 0
+    # Worlds first (one process each, rendering uses its own workers), then the tasks.
+    for w in worlds:
+        make_world(w, args.out / w / "world", args)
+    tasks = [(w, m) for w in worlds for m in modes if not (args.out / w / f"{m}.json").exists()]
+    running: list[tuple[subprocess.Popen, str]] = []
+    base = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]
+    failed = []
+    while tasks or running:
+        while tasks and len(running) < max(1, args.jobs):
+            w, m = tasks.pop(0)
+            log = (args.out / w / f"{m}.log").open("w")
+            proc = subprocess.Popen([*base, "--task", f"{w}/{m}"], stdout=log, stderr=log)
+            running.append((proc, f"{w}/{m}"))
+            print(f"started {w}/{m} (log {args.out / w / f'{m}.log'})", flush=True)
+        time.sleep(2)
+        for proc, name in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, name))
+                print(f"finished {name}: exit {proc.returncode}", flush=True)
+                if proc.returncode:
+                    failed.append(name)
+    for w in worlds:
+        print(format_world(w, load_world(w, args.out)))
+    summary = summarise(worlds, args.out)
+    summary["settings"] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "task"
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(format_summary(summary, args))
+    print(f"written: {args.out / 'summary.json'}")
+    if failed:
+        print(f"tasks that crashed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
+    np.set_printoptions(precision=3)
     sys.exit(main())

@@ -324,7 +324,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pano", default="256x512", help="written panorama HxW")
     parser.add_argument("--tile", type=int, default=256, help="written tile side (px)")
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default="raw,unsupervised,supervised,semi")
     parser.add_argument("--gt-ratio", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per task")
@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     # Worlds first (one process each, rendering uses its own workers), then the tasks.
     for w in worlds:
         make_world(w, args.out / w / "world", args)
-    tasks = [(w, m) for w in worlds for m in modes if not (args.out / w / f"{m}.json").exists()]
+    # Mode-major: every world's first modes finish before any world's later ones.
+    tasks = [(w, m) for m in modes for w in worlds if not (args.out / w / f"{m}.json").exists()]
     running: list[tuple[subprocess.Popen, str]] = []
     base = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]
     failed = []

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
+from ucvgl.services.preset_overrides import OverrideError, resolve_preset, settings_json
 from ucvgl.services.presets import Preset, get_preset
 from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
 from ucvgl.shared.errors import ConfigError
@@ -78,6 +79,7 @@ TIMES_FILE = "stage_times.json"
 SELECTED_MODEL = Path("model") / "selected.pt"
 PRIOR_FILE = "prior.json"
 PRIOR_PAIRS_FILE = "prior_pairs.npz"
+WEIGHTS_FILE = "weights.json"
 
 
 def _json_default(value: Any) -> Any:
@@ -123,7 +125,8 @@ class PipelineRun:
         dataset: the dataset index.
         run_dir: the run folder (created).
         mode: 'unsupervised', 'semi' or 'supervised'.
-        preset: a preset name or object.
+        preset: a preset name (taken for the dataset's format) or a resolved preset object
+            (``ucvgl.services.preset_overrides.resolve_preset``; used as it is).
         gt_ratio: share of known true pairs in mode 'semi'.
         device: 'cpu', 'cuda', 'cuda:N' or None (settings).
         progress: progress / cancellation.
@@ -151,7 +154,9 @@ class PipelineRun:
         self.dataset = dataset
         self.run_dir = Path(run_dir)
         self.mode = mode
-        self.preset = get_preset(preset)
+        self.preset = (
+            preset if isinstance(preset, Preset) else resolve_preset(preset, dataset.format)
+        )
         self.gt_ratio = float(gt_ratio)
         self.device = device or get_settings().torch_device()
         self.progress = progress or NullProgress()
@@ -159,6 +164,7 @@ class PipelineRun:
         self.train_name = training_split_name(dataset)
         self.eval_name = evaluation_split_name(dataset)
         self._model = None
+        self._weights: dict[str, Any] | None = None
         from ucvgl.services.training.distributed import init_distributed
 
         self.dist = init_distributed(self.device)
@@ -186,11 +192,18 @@ class PipelineRun:
                 for k in ("mode", "preset", "format", "gt_ratio", "seed")
                 if saved.get(k) != mine[k]
             ]
+            saved_settings = saved.get("preset_settings") or {}
+            mine_settings = settings_json(self.preset)
+            clash += [
+                f"preset_settings.{k}"
+                for k in sorted(set(saved_settings) & set(mine_settings))
+                if saved_settings[k] != mine_settings[k]
+            ]
             if clash:
                 raise ConfigError(
                     f"run folder {self.run_dir} belongs to another run "
-                    f"({', '.join(f'{k}={saved.get(k)!r}' for k in clash)}); use another --out "
-                    f"or the same settings to resume it"
+                    f"({', '.join(f'{k}={_saved_value(saved, k)!r}' for k in clash)}); use "
+                    f"another --out or the same settings to resume it"
                 )
         elif self.dist.is_main:
             write_json(path, {**mine, "preset_settings": self.preset.to_dict()})
@@ -273,6 +286,32 @@ class PipelineRun:
     def stages_dir(self) -> Path:
         return self.run_dir / "stages"
 
+    def backbone_weights(self) -> dict[str, Any]:
+        """The starting weights of each encoder: {'ground'|'satellite': ResolvedWeights}.
+
+        Resolved once (``preset.weights``, ``Settings.weights_dir``, the Hugging Face hub
+        cache) and recorded in ``RUN_DIR/weights.json``.
+
+        Raises:
+            ConfigError: the weights cannot be had (names the tag, where it looked, and
+                ``--weights none``).
+        """
+        if self._weights is None:
+            from ucvgl.services.models.weights import resolve_weights
+            from ucvgl.shared.config import get_settings
+
+            resolved = resolve_weights(
+                self.preset.backbone, self.preset.weights, weights_dir=get_settings().weights_dir
+            )
+            # both encoders have the preset's backbone and start from the same weights
+            self._weights = {"ground": resolved, "satellite": resolved}
+            if self.dist.is_main:
+                write_json(
+                    self.run_dir / WEIGHTS_FILE,
+                    {view: w.to_dict() for view, w in self._weights.items()},
+                )
+        return self._weights
+
     @property
     def model(self):
         """The ``TwoViewModel`` of this run (built from the preset with the run's seed)."""
@@ -281,8 +320,12 @@ class PipelineRun:
 
             from ucvgl.services.models import build_model
 
+            weights = self.backbone_weights()["ground"]
+            config = self.preset.encoder_config().model_copy(
+                update={"weights": weights.file, "weights_tag": weights.tag}
+            )
             torch.manual_seed(self.seed)
-            self._model = build_model(self.preset.encoder_config())
+            self._model = build_model(config)
         return self._model
 
     def _barrier(self) -> None:
@@ -679,6 +722,7 @@ class PipelineRun:
         """
         from ucvgl.services.health import StageFailed as StageFailedError
 
+        self.backbone_weights()  # before any work: missing weights stop the run here
         stages = STAGES[self.mode]
         weights = [STAGE_WEIGHTS[s] for s in stages]
         total, done = sum(weights), 0.0
@@ -708,9 +752,12 @@ class PipelineRun:
 
         health = HealthRecords(self.run_dir)
         failure = health.failure()
+        weights_file = self.run_dir / WEIGHTS_FILE
         return {
             "mode": self.mode,
             "preset": self.preset.name,
+            "settings": settings_json(self.preset),
+            "weights": json.loads(weights_file.read_text()) if weights_file.exists() else None,
             "status": "failed" if failure is not None else "ok",
             "health": [c.to_dict() for c in health.all()],
             "failure": None if failure is None else failure.to_dict(),
@@ -761,6 +808,13 @@ class PipelineRun:
         return report
 
 
+def _saved_value(saved: dict[str, Any], key: str) -> Any:
+    """A run.json value by key ('preset_settings.lr' reads the nested settings)."""
+    if key.startswith("preset_settings."):
+        return (saved.get("preset_settings") or {}).get(key.split(".", 1)[1])
+    return saved.get(key)
+
+
 def _tile_metadata(split: ViewSplit, j: int, split_name: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"path": str(split.satellite_paths[j]), "split": split_name}
     if split.satellite_latlon is not None:
@@ -781,8 +835,14 @@ def run_pipeline(
     device: str | None = None,
     progress: Progress | None = None,
     seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | None = None,
 ) -> dict[str, Any]:
     """Load the dataset at ``data`` and run the whole pipeline of ``mode`` into ``out``.
+
+    A preset NAME is taken for the dataset's format, then ``config_file`` (YAML) and
+    ``overrides`` (``--set``) change its settings (``resolve_preset``); a Preset object
+    gets only the file and the overrides.
 
     Returns:
         The report (also written to ``out/report.json``).
@@ -790,6 +850,10 @@ def run_pipeline(
     from ucvgl.services.datasets import load_dataset
 
     dataset = load_dataset(Path(data), format)
+    if isinstance(preset, str):
+        preset = resolve_preset(preset, dataset.format, overrides, config_file)
+    elif overrides or config_file:
+        preset = resolve_preset(preset, None, overrides, config_file)
     run = PipelineRun(
         dataset,
         out,
@@ -815,7 +879,7 @@ JOB_TYPES = (
     "index",
     "pipeline",
 )
-_COMMON_PARAMS = {"preset": str, "device": str, "seed": int}
+_COMMON_PARAMS = {"preset": str, "device": str, "seed": int, "overrides": dict}
 _JOB_PARAMS: dict[str, dict[str, type | tuple]] = {
     "project": {},
     "cyclegan": {},
@@ -854,6 +918,13 @@ def validate_job_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]
     out = dict(params)
     if "preset" in out:
         get_preset(out["preset"])
+    if out.get("overrides"):
+        try:
+            resolve_preset(out.get("preset") or "cpu", overrides=out["overrides"])
+        except OverrideError as exc:
+            raise ConfigError(f"params.overrides.{exc.key}: {exc.detail}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"params.overrides: {exc}") from None
     if "mode" in out and out["mode"] not in MODES:
         raise ConfigError(f"params.mode: must be one of {MODES}, got {out['mode']!r}")
     if "gt_ratio" in out and not 0.0 < float(out["gt_ratio"]) <= 1.0:
@@ -879,7 +950,8 @@ def run_job(
     Args:
         job_type: one of :data:`JOB_TYPES`.
         dataset: the dataset index.
-        params: job parameters: ``preset``, ``device``, ``seed`` for all; ``mode`` and
+        params: job parameters: ``preset``, ``overrides`` (preset settings), ``device``,
+            ``seed`` for all; ``mode`` and
             ``gt_ratio`` where the job type does not fix them; ``round`` for 'amm_round'.
         run_dir: the run folder shared by the jobs of one training run.
         progress: progress / cancellation (raises JobCancelled; checkpoints stay usable).
@@ -893,7 +965,9 @@ def run_job(
         dataset,
         Path(run_dir),
         mode=mode,
-        preset=p.get("preset", "cpu"),
+        preset=resolve_preset(
+            p.get("preset") or "cpu", dataset.format, overrides=p.get("overrides")
+        ),
         gt_ratio=float(p.get("gt_ratio", 0.1)),
         device=p.get("device"),
         progress=progress,

@@ -98,6 +98,10 @@ class Preset:
         hard_negative_warmup_epochs: epochs of plain random batches at the start of a pair
             stage before the hard-negative batches begin (a model from scratch learns
             nothing from batches of near-duplicate neighbours).
+        weights: the backbones' starting weights: "none" (random init), "hub" / "hub:TAG"
+            (timm's pretrained tag, via UCVGL_WEIGHTS_DIR or the Hugging Face hub cache), a
+            weights file, or a folder ("FOLDER" or "FOLDER:TAG"); see
+            ``ucvgl.services.models.weights``.
     """
 
     name: str
@@ -145,6 +149,7 @@ class Preset:
     prior_thumbnail: int = 24
     prior_max_fdr: float = 0.1
     health_checks: str = "stop"
+    weights: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("photometric", "intra_photometric"):
@@ -168,6 +173,10 @@ class Preset:
             raise ConfigError(
                 f"preset {self.name!r}: amm_max_rounds must be >= amm_rounds ({self.amm_rounds})"
             )
+
+    def for_format(self, fmt: str | None) -> Preset:
+        """This preset's settings for a dataset format (``cvusa``, ``cvact``, ...)."""
+        return self
 
     def threshold_for(self, fmt: str) -> float:
         """Curriculum start T for a dataset format."""
@@ -300,12 +309,17 @@ PRESETS: dict[str, Preset] = {
         amm_epochs_per_round=1,
         supervised_epochs=40,
         semi_warm_epochs=6,
+        weights="hub:fb_in22k_ft_in1k",  # ImageNet-22k -> 1k, as the paper
     ),
 }
 
 
 PRESETS["paper-base"] = PRESETS["paper-small"].replace(
-    name="paper-base", backbone="convnext_base", ground_size=(384, 768), satellite_size=384
+    name="paper-base",
+    backbone="convnext_base",
+    ground_size=(384, 768),
+    satellite_size=384,
+    weights="hub:fb_in22k_ft_in1k_384",
 )
 
 

@@ -2,8 +2,9 @@
 
 ``TwoViewModel`` holds one encoder for ground panoramas and one for satellite (or fake
 satellite) tiles, plus the learnable temperature of the contrastive loss. Backbones come
-from timm with ``pretrained=False`` unless a LOCAL weights file is given: nothing is ever
-downloaded.
+from timm with ``pretrained=False`` unless a LOCAL weights file is given; finding that file
+(timm's hub tag through huggingface_hub, a folder) is ``weights.resolve_weights``, before
+any model is built.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class EncoderConfig(BaseModel):
     ground_size: tuple[int, int] = (128, 256)
     satellite_size: tuple[int, int] = (128, 128)
     weights: Path | None = Field(None, description="local timm backbone weights file")
+    weights_tag: str | None = Field(
+        None,
+        description="timm pretrained tag of the weights (the backbone is built as "
+        "<backbone>.<tag>, so timm's data config (mean, std) is the tag's)",
+    )
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
     standardise_input: bool = Field(
         False,
@@ -68,8 +74,21 @@ class WeightsReport:
     unexpected_keys: list[str] = field(default_factory=list)
 
 
+def timm_name(name: str, tag: str | None) -> str:
+    """``name.tag`` when timm knows that pretrained tag, else ``name``."""
+    import timm
+
+    if tag and "." not in name and f"{name}.{tag}" in timm.list_pretrained(f"{name}.{tag}"):
+        return f"{name}.{tag}"
+    return name
+
+
 def create_backbone(
-    name: str, *, weights: Path | None = None, drop_path_rate: float = 0.0
+    name: str,
+    *,
+    weights: Path | None = None,
+    drop_path_rate: float = 0.0,
+    tag: str | None = None,
 ) -> tuple[nn.Module, WeightsReport | None]:
     """A timm backbone whose ``forward`` returns its final feature map [B, C, h, w].
 
@@ -80,6 +99,8 @@ def create_backbone(
     original FB/OpenCLIP ConvNeXt names remapped) with ``pretrained_strict=True`` on the full
     model, then the classifier is dropped. (timm's own load is NOT strict once num_classes
     differs from the checkpoint, and only logs missing keys, hence the strict load here.)
+    With ``tag`` (a timm pretrained tag) the model is built as ``name.tag``: timm's data
+    config (mean, std) and checkpoint filter are the tag's.
     If that fails, the tensors whose names and shapes match are loaded with
     ``strict=False`` and the missing/ignored keys are reported (``WeightsReport`` and a log
     warning); a file sharing fewer than half of the backbone's tensors is a ConfigError.
@@ -92,6 +113,7 @@ def create_backbone(
     extra: dict[str, Any] = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
     if not timm.is_model(name):
         raise ConfigError(f"unknown timm backbone {name!r}; see timm.list_models()")
+    name = timm_name(name, tag)
     if weights is None:
         model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="", **extra)
         return model, None
@@ -174,6 +196,7 @@ class ViewEncoder(nn.Module):
         safa: SAFA head (True) or global average pooling (False).
         safa_branches: number of SAFA spatial maps.
         weights: optional local backbone weights file.
+        weights_tag: timm pretrained tag of ``weights`` (see :func:`create_backbone`).
         drop_path_rate: stochastic depth of the backbone.
         standardise_input: per-image, per-channel standardisation of the input (see
             :func:`standardise_images`).
@@ -192,6 +215,7 @@ class ViewEncoder(nn.Module):
         safa: bool = True,
         safa_branches: int = 8,
         weights: Path | None = None,
+        weights_tag: str | None = None,
         drop_path_rate: float = 0.0,
         standardise_input: bool = False,
         shared_backbone: nn.Module | None = None,
@@ -203,7 +227,7 @@ class ViewEncoder(nn.Module):
 
         if shared_backbone is None:
             self.backbone, self.weights_report = create_backbone(
-                backbone, weights=weights, drop_path_rate=drop_path_rate
+                backbone, weights=weights, drop_path_rate=drop_path_rate, tag=weights_tag
             )
         else:
             self.backbone, self.weights_report = shared_backbone, None
@@ -263,6 +287,7 @@ class TwoViewModel(nn.Module):
             safa_branches=config.safa_branches,
             drop_path_rate=config.drop_path_rate,
             standardise_input=config.standardise_input,
+            weights_tag=config.weights_tag,
         )
         self.ground_encoder = ViewEncoder(
             config.backbone, config.ground_size, weights=config.weights, **common

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES: tuple[str, ...] = ("project", "data", "service", "synth", "pipeline")
+COMMAND_MODULES: tuple[str, ...] = ("project", "data", "service", "synth", "pipeline", "presets")
 """Modules under ``ucvgl.commands`` whose ``register(app)`` adds commands."""
 
 

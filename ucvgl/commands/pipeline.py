@@ -1,8 +1,11 @@
 """``ucvgl pipeline | cyclegan | train | match | evaluate | demo``: the learning pipeline.
 
 ``pipeline`` runs every stage of a mode into a run folder; the stage commands work on an
-existing run folder (its ``run.json`` names the dataset, mode and preset) or start one
-when ``--data``/``--format`` are given. Every command resumes what a previous one left.
+existing run folder (its ``run.json`` names the dataset, mode, preset and resolved
+settings) or start one when ``--data``/``--format`` are given. Every command resumes what
+a previous one left. ``--set key=value``, ``--config FILE.yaml`` and ``--weights`` change
+preset settings (``ucvgl.services.preset_overrides``); on an existing run folder they must
+agree with its saved settings.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import typer
 
 if TYPE_CHECKING:
     from ucvgl.services.pipeline import PipelineRun
+    from ucvgl.services.presets import Preset
     from ucvgl.services.progress import Progress
 
 T = TypeVar("T")
@@ -77,6 +81,33 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cli_overrides(sets: list[str] | None, weights: str | None) -> dict[str, Any]:
+    """The ``--set key=value`` options (and ``--weights``, which wins) as one mapping."""
+    from ucvgl.services.preset_overrides import parse_set_options
+
+    overrides: dict[str, Any] = parse_set_options(sets)
+    if weights is not None:
+        overrides["weights"] = weights
+    return overrides
+
+
+def _run_preset(
+    saved: dict[str, Any],
+    fmt: str,
+    preset: str | None,
+    overrides: dict[str, Any],
+    config: Path | None,
+) -> Preset:
+    """The settings of a run folder: its saved ones (run.json) or the named preset's,
+    then ``config`` and ``overrides``."""
+    from ucvgl.services.preset_overrides import preset_from_settings, resolve_preset
+
+    if saved.get("preset") and (preset is None or preset == saved["preset"]):
+        base = preset_from_settings(saved["preset"], saved.get("preset_settings") or {}, fmt)
+        return resolve_preset(base, None, overrides, config)
+    return resolve_preset(preset or "cpu", fmt, overrides, config)
+
+
 def _open_run(
     run: Path,
     progress: Progress,
@@ -86,11 +117,15 @@ def _open_run(
     format: str | None = None,
     mode: str | None = None,
     preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    config: Path | None = None,
 ) -> PipelineRun:
     """A PipelineRun for ``run`` from its run.json, or from the options for a new run.
 
     An option left None takes the run.json value (then the default: mode unsupervised,
-    preset cpu); gt_ratio and seed always come from run.json.
+    preset cpu); gt_ratio and seed always come from run.json. The preset's settings are
+    the saved ones of the run folder (``preset_settings``), then ``config`` and
+    ``overrides``; a change to a saved setting is refused by ``PipelineRun``.
     """
     import json
 
@@ -110,7 +145,7 @@ def _open_run(
         dataset,
         run,
         mode=mode or saved.get("mode") or "unsupervised",
-        preset=preset or saved.get("preset") or "cpu",
+        preset=_run_preset(saved, dataset.format, preset, overrides or {}, config),
         gt_ratio=saved.get("gt_ratio") or 0.1,
         device=device,
         progress=progress,
@@ -127,17 +162,32 @@ def _run_on(
     format: str | None = None,
     mode: str | None = None,
     preset: str | None = None,
+    sets: list[str] | None = None,
+    config: Path | None = None,
+    weights: str | None = None,
 ) -> T:
     """Run ``work(pipeline_run, progress)`` on the run folder ``run`` under :func:`_run_cli`.
 
-    ``device`` and the options that can start a new run go to :func:`_open_run`.
+    ``device``, the options that can start a new run and the setting overrides (``--set``,
+    ``--config``, ``--weights``) go to :func:`_open_run`.
     """
-    return _run_cli(
-        lambda p: work(
-            _open_run(run, p, device=device, data=data, format=format, mode=mode, preset=preset),
+
+    def go(p: Progress) -> T:
+        overrides = cli_overrides(sets, weights)
+        r = _open_run(
+            run,
             p,
+            device=device,
+            data=data,
+            format=format,
+            mode=mode,
+            preset=preset,
+            overrides=overrides,
+            config=config,
         )
-    )
+        return work(r, p)
+
+    return _run_cli(go)
 
 
 def _run_cli(fn) -> Any:
@@ -177,6 +227,22 @@ FORMAT_OPT = typer.Option(None, "--format", help="cvusa, cvact, vigor or folder 
 MODE_OPT = typer.Option(None, "--mode", help=MODE_HELP + " (new run)")
 PRESET_OPT = typer.Option(None, "--preset", help=PRESET_HELP + " (new run)")
 DEVICE_OPT = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: settings).")
+SET_OPT = typer.Option(
+    None,
+    "--set",
+    help="Change a preset setting, key=value (repeatable), e.g. --set batch_size=64 "
+    "--set ground_size=112,224; `ucvgl presets show NAME` lists the settings.",
+)
+CONFIG_OPT = typer.Option(
+    None, "--config", help="YAML file of preset settings (key: value); --set wins over it."
+)
+WEIGHTS_OPT = typer.Option(
+    None,
+    "--weights",
+    help="Backbone starting weights: none (random init), hub, hub:TAG (timm's pretrained "
+    "tag via UCVGL_WEIGHTS_DIR or the Hugging Face hub cache), a weights file, or a folder "
+    "(FOLDER or FOLDER:TAG). Default: the preset's (paper-*: hub:fb_in22k_ft_in1k[_384]).",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -192,6 +258,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run folder (resumed when it exists)."),
         device: str = DEVICE_OPT,
         seed: int = typer.Option(0, "--seed", help="Random seed."),
+        sets: list[str] = SET_OPT,
+        config: Path = CONFIG_OPT,
+        weights: str = WEIGHTS_OPT,
     ) -> None:
         """Run every stage of a mode; running it again continues where it stopped.
 
@@ -213,6 +282,8 @@ def register(app: typer.Typer) -> None:
                 device=device,
                 progress=p,
                 seed=seed,
+                overrides=cli_overrides(sets, weights),
+                config_file=config,
             )
         )
         typer.echo(format_summary(report))
@@ -225,6 +296,9 @@ def register(app: typer.Typer) -> None:
         format: str = FORMAT_OPT,
         preset: str = PRESET_OPT,
         device: str = DEVICE_OPT,
+        sets: list[str] = SET_OPT,
+        config: Path = CONFIG_OPT,
+        weights: str = WEIGHTS_OPT,
     ) -> None:
         """BEV projection, BEV -> satellite CycleGAN and fake satellites of a run."""
 
@@ -233,7 +307,17 @@ def register(app: typer.Typer) -> None:
             r._timed("cyclegan", r.cyclegan, p)
             return r._timed("translate", r.translate, p)
 
-        fakes = _run_on(run, work, device=device, data=data, format=format, preset=preset)
+        fakes = _run_on(
+            run,
+            work,
+            device=device,
+            data=data,
+            format=format,
+            preset=preset,
+            sets=sets,
+            config=config,
+            weights=weights,
+        )
         typer.echo(f"{len(fakes)} fake satellite images in {run / 'fake'}")
 
     @app.command("train")
@@ -249,6 +333,9 @@ def register(app: typer.Typer) -> None:
         mode: str = MODE_OPT,
         preset: str = PRESET_OPT,
         device: str = DEVICE_OPT,
+        sets: list[str] = SET_OPT,
+        config: Path = CONFIG_OPT,
+        weights: str = WEIGHTS_OPT,
     ) -> None:
         """Train a run's encoders (the stages before are run or reused)."""
         names = {"cold_start", "amm", "semi_warmup", "supervised", "all"}
@@ -262,10 +349,20 @@ def register(app: typer.Typer) -> None:
             target = "select" if stage == "all" else stage
             if target not in STAGES[r.mode]:
                 raise ConfigError(f"--stage {stage} is not a stage of mode {r.mode!r}")
+            r.backbone_weights()  # before any work: missing weights stop here
             return r._timed(target, getattr(r, target), p)
 
         result = _run_on(
-            run, work, device=device, data=data, format=format, mode=mode, preset=preset
+            run,
+            work,
+            device=device,
+            data=data,
+            format=format,
+            mode=mode,
+            preset=preset,
+            sets=sets,
+            config=config,
+            weights=weights,
         )
         typer.echo(f"done: {result if not isinstance(result, dict) else 'AMM rounds finished'}")
 
@@ -274,13 +371,15 @@ def register(app: typer.Typer) -> None:
         run: Path = RUN_OPT,
         round: int = typer.Option(None, "--round", min=1, help="Run rounds up to this one."),
         device: str = DEVICE_OPT,
+        sets: list[str] = SET_OPT,
+        config: Path = CONFIG_OPT,
     ) -> None:
         """Pseudo-label rounds (AMM) of a run: print mutual matches, labels and precision."""
 
         def work(r, p):
             return r._timed("amm", lambda pr: r.amm(pr, only_round=round), p)
 
-        result = _run_on(run, work, device=device)
+        result = _run_on(run, work, device=device, sets=sets, config=config)
         typer.echo(
             format_summary(
                 {
@@ -295,14 +394,19 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command("evaluate")
-    def evaluate(run: Path = RUN_OPT, device: str = DEVICE_OPT) -> None:
+    def evaluate(
+        run: Path = RUN_OPT,
+        device: str = DEVICE_OPT,
+        sets: list[str] = SET_OPT,
+        config: Path = CONFIG_OPT,
+    ) -> None:
         """Recall@1/5/10/1% of a run's selected model on the evaluation split."""
 
         def work(r, p):
             r._timed("evaluate", r.evaluate, p)
             return r.write_report()
 
-        report = _run_on(run, work, device=device)
+        report = _run_on(run, work, device=device, sets=sets, config=config)
         typer.echo(format_summary(report))
 
     @app.command("demo")

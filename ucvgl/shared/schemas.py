@@ -165,7 +165,12 @@ class JobCreate(BaseModel):
     type: JobType
     dataset_id: int
     model_id: int | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Job parameters: preset, overrides (preset settings by name, e.g. "
+        '{"batch_size": 64, "weights": "none"}; see `ucvgl presets show NAME`), device, seed, '
+        "run_name; mode and gt_ratio where the job type does not fix them; round (amm_round).",
+    )
 
 
 class StageCheckRead(BaseModel):

@@ -141,7 +141,10 @@ def _hub_cfg(backbone: str, tag: str):
     from timm.models import get_pretrained_cfg
 
     name = split_backbone(backbone)[0]
-    cfg = get_pretrained_cfg(f"{name}.{tag}")
+    try:
+        cfg = get_pretrained_cfg(f"{name}.{tag}")
+    except RuntimeError:  # timm: invalid tag for a known architecture
+        cfg = None
     if cfg is None or getattr(cfg, "tag", None) != tag:
         known = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")]
         raise ConfigError(

@@ -51,3 +51,39 @@ def test_bad_overrides_are_refused_naming_the_key(client, auth, tiny_dataset):
 def test_validate_job_params_checks_overrides_against_the_named_preset():
     ok = validate_job_params("cold_start", {"preset": "tiny", "overrides": {"amm_rounds": 3}})
     assert ok["overrides"] == {"amm_rounds": 3}
+
+
+def test_model_jobs_inherit_the_training_jobs_overrides(
+    client, auth, tiny_dataset, service_settings
+):
+    from ucvgl.shared.db import Database
+    from ucvgl.shared.enums import JobState
+    from ucvgl.shared.models import Job, Model
+
+    overrides = {"batch_size": 8, "weights": "none"}
+    db = Database.from_settings(service_settings)
+    with db.session() as s:
+        s.add(
+            Job(
+                type="pipeline",
+                parameters={"preset": "paper-small", "overrides": overrides},
+                state=JobState.SUCCEEDED,
+                run_dir="/runs/o",
+                dataset_id=tiny_dataset["id"],
+                celery_task_id="done-1",
+                stage="done",
+            )
+        )
+        model = Model(
+            dataset_id=tiny_dataset["id"],
+            run_dir="/runs/o",
+            checkpoint_path="/runs/o/x.pt",
+            mode="unsupervised",
+            preset="paper-small",
+        )
+        s.add(model)
+    body = {"type": "evaluate", "dataset_id": tiny_dataset["id"], "model_id": model.id}
+    job = client.post("/api/v1/jobs", json=body, headers=auth)
+    assert job.status_code == 202, job.text
+    assert job.json()["parameters"]["overrides"] == overrides
+    db.dispose()

@@ -153,7 +153,7 @@ def create_job(
     return job
 
 
-RUN_PARAMS = ("mode", "preset", "seed", "gt_ratio", "device")
+RUN_PARAMS = ("mode", "preset", "overrides", "seed", "gt_ratio", "device")
 """Parameters a model's run folder was created with; later jobs on it must repeat them."""
 
 

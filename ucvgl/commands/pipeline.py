@@ -18,7 +18,6 @@ import typer
 
 if TYPE_CHECKING:
     from ucvgl.services.pipeline import PipelineRun
-    from ucvgl.services.presets import Preset
     from ucvgl.services.progress import Progress
 
 T = TypeVar("T")
@@ -91,23 +90,6 @@ def cli_overrides(sets: list[str] | None, weights: str | None) -> dict[str, Any]
     return overrides
 
 
-def _run_preset(
-    saved: dict[str, Any],
-    fmt: str,
-    preset: str | None,
-    overrides: dict[str, Any],
-    config: Path | None,
-) -> Preset:
-    """The settings of a run folder: its saved ones (run.json) or the named preset's,
-    then ``config`` and ``overrides``."""
-    from ucvgl.services.preset_overrides import preset_from_settings, resolve_preset
-
-    if saved.get("preset") and (preset is None or preset == saved["preset"]):
-        base = preset_from_settings(saved["preset"], saved.get("preset_settings") or {}, fmt)
-        return resolve_preset(base, None, overrides, config)
-    return resolve_preset(preset or "cpu", fmt, overrides, config)
-
-
 def _open_run(
     run: Path,
     progress: Progress,
@@ -130,7 +112,7 @@ def _open_run(
     import json
 
     from ucvgl.services.datasets import load_dataset
-    from ucvgl.services.pipeline import RUN_FILE, PipelineRun
+    from ucvgl.services.pipeline import RUN_FILE, PipelineRun, run_folder_preset
     from ucvgl.shared.errors import ConfigError
 
     saved: dict[str, Any] = {}
@@ -145,7 +127,7 @@ def _open_run(
         dataset,
         run,
         mode=mode or saved.get("mode") or "unsupervised",
-        preset=_run_preset(saved, dataset.format, preset, overrides or {}, config),
+        preset=run_folder_preset(run, dataset.format, preset, overrides, config),
         gt_ratio=saved.get("gt_ratio") or 0.1,
         device=device,
         progress=progress,

@@ -808,6 +808,27 @@ class PipelineRun:
         return report
 
 
+def run_folder_preset(
+    run_dir: Path,
+    fmt: str,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+) -> Preset:
+    """The settings of a run in ``run_dir``: its saved ones (``run.json``) when it has them
+    and ``preset`` is None or the same name, else preset ``preset`` (default ``cpu``) for
+    ``fmt``; then ``config_file`` and ``overrides``. (A change to a saved setting is then
+    refused by ``PipelineRun``, naming the setting.)"""
+    from ucvgl.services.preset_overrides import preset_from_settings
+
+    path = Path(run_dir) / RUN_FILE
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("preset") and (preset is None or preset == saved["preset"]):
+        base = preset_from_settings(saved["preset"], saved.get("preset_settings") or {}, fmt)
+        return resolve_preset(base, None, overrides, config_file)
+    return resolve_preset(preset or "cpu", fmt, overrides, config_file)
+
+
 def _saved_value(saved: dict[str, Any], key: str) -> Any:
     """A run.json value by key ('preset_settings.lr' reads the nested settings)."""
     if key.startswith("preset_settings."):
@@ -965,8 +986,8 @@ def run_job(
         dataset,
         Path(run_dir),
         mode=mode,
-        preset=resolve_preset(
-            p.get("preset") or "cpu", dataset.format, overrides=p.get("overrides")
+        preset=run_folder_preset(
+            Path(run_dir), dataset.format, p.get("preset"), overrides=p.get("overrides")
         ),
         gt_ratio=float(p.get("gt_ratio", 0.1)),
         device=p.get("device"),

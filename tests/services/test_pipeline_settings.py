@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
-from ucvgl.services.pipeline import RUN_FILE, PipelineRun, run_folder_preset
+from ucvgl.services.pipeline import (
+    RUN_FILE,
+    PipelineRun,
+    check_run_settings,
+    run_folder_preset,
+)
 from ucvgl.services.preset_overrides import resolve_preset, settings_json
 from ucvgl.shared.errors import ConfigError
 
@@ -37,10 +42,13 @@ def test_run_folder_settings_are_reused_and_changes_refused(dataset, tmp_path):
     assert run_folder_preset(run_dir, "cvact") == mine
     assert run_folder_preset(run_dir, "cvact", "paper-small", {"batch_size": 8}) == mine
     PipelineRun(dataset, run_dir, preset=run_folder_preset(run_dir, "cvact"), device="cpu")
-    # a changed setting is refused, naming it
-    other = run_folder_preset(run_dir, "cvact", overrides={"lr": "1e-3"})
-    with pytest.raises(ConfigError, match=r"preset_settings\.lr"):
-        PipelineRun(dataset, run_dir, preset=other, device="cpu")
-    # another preset name starts from that preset (and is refused on this folder)
+    # a changed setting is refused, naming it and its saved value
+    with pytest.raises(ConfigError, match=r"preset_settings\.lr=0\.0001"):
+        run_folder_preset(run_dir, "cvact", overrides={"lr": "1e-3"})
+    with pytest.raises(ConfigError, match=r"preset_settings\.batch_size=8"):
+        check_run_settings(run_dir, resolve_preset("paper-small", "cvact", {"weights": "none"}))
+    # another preset name starts from that preset (PipelineRun refuses it on this folder)
     assert run_folder_preset(run_dir, "cvact", "cpu").name == "cpu"
+    with pytest.raises(ConfigError, match="preset='paper-small'"):
+        PipelineRun(dataset, run_dir, preset="cpu", device="cpu")
     assert run_folder_preset(tmp_path / "new", "cvact").name == "cpu"

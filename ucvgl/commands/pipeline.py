@@ -107,7 +107,7 @@ def _open_run(
     An option left None takes the run.json value (then the default: mode unsupervised,
     preset cpu); gt_ratio and seed always come from run.json. The preset's settings are
     the saved ones of the run folder (``preset_settings``), then ``config`` and
-    ``overrides``; a change to a saved setting is refused by ``PipelineRun``.
+    ``overrides``; a change to a saved setting is refused (``check_run_settings``).
     """
     import json
 

@@ -192,18 +192,11 @@ class PipelineRun:
                 for k in ("mode", "preset", "format", "gt_ratio", "seed")
                 if saved.get(k) != mine[k]
             ]
-            saved_settings = saved.get("preset_settings") or {}
-            mine_settings = settings_json(self.preset)
-            clash += [
-                f"preset_settings.{k}"
-                for k in sorted(set(saved_settings) & set(mine_settings))
-                if saved_settings[k] != mine_settings[k]
-            ]
             if clash:
                 raise ConfigError(
                     f"run folder {self.run_dir} belongs to another run "
-                    f"({', '.join(f'{k}={_saved_value(saved, k)!r}' for k in clash)}); use "
-                    f"another --out or the same settings to resume it"
+                    f"({', '.join(f'{k}={saved.get(k)!r}' for k in clash)}); use another --out "
+                    f"or the same settings to resume it"
                 )
         elif self.dist.is_main:
             write_json(path, {**mine, "preset_settings": self.preset.to_dict()})
@@ -817,23 +810,47 @@ def run_folder_preset(
 ) -> Preset:
     """The settings of a run in ``run_dir``: its saved ones (``run.json``) when it has them
     and ``preset`` is None or the same name, else preset ``preset`` (default ``cpu``) for
-    ``fmt``; then ``config_file`` and ``overrides``. (A change to a saved setting is then
-    refused by ``PipelineRun``, naming the setting.)"""
+    ``fmt``; then ``config_file`` and ``overrides``.
+
+    Raises:
+        ConfigError: the result changes a saved setting (:func:`check_run_settings`).
+    """
     from ucvgl.services.preset_overrides import preset_from_settings
 
     path = Path(run_dir) / RUN_FILE
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("preset") and (preset is None or preset == saved["preset"]):
         base = preset_from_settings(saved["preset"], saved.get("preset_settings") or {}, fmt)
-        return resolve_preset(base, None, overrides, config_file)
-    return resolve_preset(preset or "cpu", fmt, overrides, config_file)
+        resolved = resolve_preset(base, None, overrides, config_file)
+    else:
+        resolved = resolve_preset(preset or "cpu", fmt, overrides, config_file)
+    check_run_settings(run_dir, resolved)
+    return resolved
 
 
-def _saved_value(saved: dict[str, Any], key: str) -> Any:
-    """A run.json value by key ('preset_settings.lr' reads the nested settings)."""
-    if key.startswith("preset_settings."):
-        return (saved.get("preset_settings") or {}).get(key.split(".", 1)[1])
-    return saved.get(key)
+def check_run_settings(run_dir: Path, preset: Preset) -> None:
+    """Refuse ``preset`` on a run folder saved with other settings of the same preset name.
+
+    (Another preset name is refused by ``PipelineRun`` itself.) The CLI and the worker call
+    this; ``PipelineRun`` used directly takes the preset object it is given.
+
+    Raises:
+        ConfigError: names every differing setting with its saved value.
+    """
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    if saved.get("preset") != preset.name:
+        return
+    theirs, mine = saved.get("preset_settings") or {}, settings_json(preset)
+    differ = [k for k in sorted(set(theirs) & set(mine)) if theirs[k] != mine[k]]
+    if differ:
+        raise ConfigError(
+            f"run folder {run_dir} was run with other settings "
+            f"({', '.join(f'preset_settings.{k}={theirs[k]!r}' for k in differ)}); use another "
+            f"--out, or the same settings (no --set / --config changing them) to resume it"
+        )
 
 
 def _tile_metadata(split: ViewSplit, j: int, split_name: str) -> dict[str, Any]:
@@ -875,6 +892,7 @@ def run_pipeline(
         preset = resolve_preset(preset, dataset.format, overrides, config_file)
     elif overrides or config_file:
         preset = resolve_preset(preset, None, overrides, config_file)
+    check_run_settings(Path(out), preset)
     run = PipelineRun(
         dataset,
         out,

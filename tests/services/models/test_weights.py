@@ -122,7 +122,7 @@ def test_hub_weights_load_from_an_offline_cache_and_a_missing_one_is_a_clear_err
     out = json.loads(line[len("RESULT ") :])
     resolved = out["resolved"]
     assert resolved["source"] == "hub" and resolved["tag"] == TAG
-    assert Path(resolved["file"]) == cached.resolve()
+    assert Path(resolved["file"]) == cached.absolute()
     assert resolved["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
     loaded = load_file(str(loaded_file))
     assert len(loaded) >= len(written) - 2
@@ -139,7 +139,7 @@ def test_weights_file_loads_its_values_and_records_its_sha256(tmp_path):
     written = random_weights(seed=2)
     path = save_weights(written, tmp_path / "my backbone.safetensors")
     w = resolve_weights(ARCH, str(path))
-    assert (w.source, w.tag, w.file) == ("file", None, path.resolve())
+    assert (w.source, w.tag, w.file) == ("file", None, path.absolute())
     assert w.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     model = build_model(EncoderConfig(backbone=ARCH, **SIZES, weights=w.file))
     assert_backbone_holds(model.ground_encoder.backbone, written)
@@ -162,7 +162,7 @@ def test_folder_finds_files_by_timm_name_and_tag(tmp_path):
     other = random_weights(seed=4)
     save_weights(other, nested / f"{ARCH}.{TAG}" / "model.safetensors")
     w = resolve_weights(ARCH, f"{nested}:{TAG}")
-    assert w.file == (nested / f"{ARCH}.{TAG}" / "model.safetensors").resolve()
+    assert w.file == (nested / f"{ARCH}.{TAG}" / "model.safetensors").absolute()
     model = build_model(EncoderConfig(backbone=ARCH, **SIZES, weights=w.file))
     assert_backbone_holds(model.satellite_encoder.backbone, other)
 
@@ -177,7 +177,7 @@ def test_hub_weights_come_from_the_weights_dir_first(tmp_path):
     written = random_weights(seed=5)
     path = save_weights(written, tmp_path / "dir" / f"{ARCH}.{TAG}.pth.tar")
     w = resolve_weights(ARCH, "hub", weights_dir=tmp_path / "dir")
-    assert (w.source, w.tag, w.file) == ("folder", TAG, path.resolve())
+    assert (w.source, w.tag, w.file) == ("folder", TAG, path.absolute())
 
 
 def test_unknown_hub_tag_lists_timm_tags():

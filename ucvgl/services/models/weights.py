@@ -205,7 +205,7 @@ def resolve_weights(
                 f"weights: backbone weights file {path} does not exist; give an existing "
                 f"file of timm model {backbone!r}, hub, a folder, {SCRATCH_HINT}"
             )
-        return ResolvedWeights(backbone, "file", None, path.resolve(), sha256_of(path))
+        return ResolvedWeights(backbone, "file", None, path.absolute(), sha256_of(path))
     tag = parsed.tag or default_tag(backbone)
     stem = f"{split_backbone(backbone)[0]}.{tag}"
     if parsed.kind == "folder":
@@ -217,16 +217,16 @@ def resolve_weights(
                 f"weights: no file of {stem} in folder {parsed.path} (looked for {looked}); "
                 f"download it (README 'Pretrained backbone weights'), {SCRATCH_HINT}"
             )
-        return ResolvedWeights(backbone, "folder", tag, found.resolve(), sha256_of(found))
+        return ResolvedWeights(backbone, "folder", tag, found.absolute(), sha256_of(found))
     looked = []
     if weights_dir is not None:
         found = _in_folder(Path(weights_dir), backbone, tag)
         if found is not None:
-            return ResolvedWeights(backbone, "folder", tag, found.resolve(), sha256_of(found))
+            return ResolvedWeights(backbone, "folder", tag, found.absolute(), sha256_of(found))
         looked.append(f"UCVGL_WEIGHTS_DIR {weights_dir} ({stem}.safetensors|.pth|.bin or {stem}/)")
     path, where = _from_hub(backbone, tag)
     if path is not None:
-        return ResolvedWeights(backbone, "hub", tag, path.resolve(), sha256_of(path))
+        return ResolvedWeights(backbone, "hub", tag, path.absolute(), sha256_of(path))
     looked.append(where)
     raise ConfigError(
         f"weights: pretrained weights {stem} (timm tag {tag!r}) are not available; looked in "

@@ -6,7 +6,15 @@ import importlib
 
 import typer
 
-COMMAND_MODULES: tuple[str, ...] = ("project", "data", "service", "synth", "pipeline", "presets")
+COMMAND_MODULES: tuple[str, ...] = (
+    "project",
+    "data",
+    "service",
+    "synth",
+    "pipeline",
+    "presets",
+    "query",
+)
 """Modules under ``ucvgl.commands`` whose ``register(app)`` adds commands."""
 
 

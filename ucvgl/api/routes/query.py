@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -25,6 +23,7 @@ from ucvgl.api.retrievers import (
     RetrieverCache,
     RetrieverLoader,
 )
+from ucvgl.services.query_results import match_record
 from ucvgl.shared.config import Settings
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.schemas import QueryMatch, QueryResponse, QueryResult
@@ -67,20 +66,7 @@ def read_upload(upload: UploadFile, settings: Settings, budget: int) -> tuple[Im
 
 
 def _match(rank: int, hit: dict[str, Any]) -> QueryMatch:
-    def num(key: str) -> float | None:
-        value = hit.get(key)
-        return None if value is None or not math.isfinite(float(value)) else float(value)
-
-    return QueryMatch(
-        rank=rank,
-        satellite_id=str(hit["satellite_id"]),
-        score=float(hit["score"]),
-        file_name=Path(str(hit.get("path", ""))).name,
-        lat=num("lat"),
-        lon=num("lon"),
-        x=num("x"),
-        y=num("y"),
-    )
+    return QueryMatch(**match_record(rank, hit))
 
 
 def _decoder(

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Read a dataset, print the counts per split and the validation report."""
-        from ucvgl.commands._progress import TqdmProgress
+        from ucvgl.commands._progress import CliProgress
         from ucvgl.services.datasets import load_dataset
         from ucvgl.shared.errors import UcvglError
 
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             options["cities"] = cities
         if protocol:
             options["protocol"] = protocol
-        progress = TqdmProgress(disable=as_json)
+        progress = CliProgress("data check", disable=as_json)
         try:
             dataset = load_dataset(
                 data,

@@ -172,19 +172,24 @@ def _run_on(
     return _run_cli(go)
 
 
-def _run_cli(fn) -> Any:
-    """Run ``fn(progress)`` with a progress bar; UcvglErrors become a message and exit 1.
+def _run_cli(fn, title: str = "run") -> Any:
+    """Run ``fn(progress)`` with progress bars; UcvglErrors become a message and exit 1.
+
+    The bars (:class:`~ucvgl.commands._progress.CliProgress`): one overall line titled
+    ``title`` (percent, stage, ETA as the job API gives them) and one per stage.
 
     A stage check that stopped the run (``StageFailed``) prints its message and the report's
     path and exits with :data:`STAGE_FAILED_EXIT`.
     """
-    from ucvgl.commands._progress import TqdmProgress
+    from ucvgl.commands._progress import CliProgress
     from ucvgl.services.health import StageFailed
     from ucvgl.shared.errors import UcvglError
 
-    progress = TqdmProgress()
+    progress = CliProgress(title)
     try:
-        return fn(progress)
+        result = fn(progress)
+        progress.finish()
+        return result
     except StageFailed as exc:
         progress.close()
         typer.echo(f"STAGE FAILED: {exc}", err=True)
@@ -266,7 +271,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 overrides=cli_overrides(sets, weights),
                 config_file=config,
-            )
+            ),
+            title=f"pipeline ({mode})",
         )
         typer.echo(format_summary(report))
         typer.echo(f"report: {out / 'report.json'}")
@@ -415,6 +421,7 @@ def register(app: typer.Typer) -> None:
         world = out / "world"
 
         def work(progress):
+            progress.begin("demo 1/2: synthetic world")
             generate_world(
                 world,
                 "cvact",
@@ -425,6 +432,7 @@ def register(app: typer.Typer) -> None:
                 sat_size=p.satellite_size,
                 progress=progress,
             )
+            progress.begin("demo 2/2: pipeline (unsupervised)")
             return run_pipeline(
                 world,
                 "cvact",

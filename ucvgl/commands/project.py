@@ -38,12 +38,12 @@ def register(app: typer.Typer) -> None:
         """Project ground panoramas to bird's-eye views (paper Eq. 2); resumable."""
         from dataclasses import replace
 
-        from ucvgl.commands._progress import TqdmProgress
+        from ucvgl.commands._progress import CliProgress
         from ucvgl.services.datasets import load_dataset
         from ucvgl.services.projection import bev_params_for_dataset, project_dataset
         from ucvgl.shared.config import get_settings
 
-        progress = TqdmProgress()
+        progress = CliProgress("project")
         try:
             dataset = load_dataset(data, format, skip_invalid=skip_invalid)
             params = bev_params_for_dataset(dataset, size)

@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         chosen dataset layout (readable by `ucvgl data check`)."""
         import time
 
-        from ucvgl.commands._progress import TqdmProgress
+        from ucvgl.commands._progress import CliProgress
         from ucvgl.services.synth import META_FILE, generate_world
         from ucvgl.services.synth.family import get_world, registry_table
         from ucvgl.services.synth.settings import WorldSettings
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
                 "as registered",
                 err=True,
             )
-        progress = TqdmProgress()
+        progress = CliProgress("synth")
         start = time.perf_counter()
         try:
             generate_world(

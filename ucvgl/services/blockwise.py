@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 
 __all__ = [
     "BlockTopK",
@@ -324,7 +324,7 @@ def iter_similarity_blocks(
             g = g_cached[gs:ge] if g_cached is not None else g_loader.block(gs, ge)
             sim = buffer[: (qe - qs) * (ge - gs)].view(qe - qs, ge - gs)
             yield qs, gs, _matmul_into(q, g, sim)
-        progress.update(stage, (bi + 1) / n_blocks)
+        report_count(progress, stage, bi + 1, n_blocks, "blocks")
 
 
 def canonical_topk(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 
 DEFAULT_THUMBNAIL = 24
 
@@ -65,7 +65,7 @@ def thumbnail_descriptors(
         v = t.reshape(-1)
         out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
         if i % 256 == 0 or i == len(paths) - 1:
-            progress.update(stage, (i + 1) / max(len(paths), 1))
+            report_count(progress, stage, i + 1, len(paths), "images")
             progress.check_cancelled()
     return out
 

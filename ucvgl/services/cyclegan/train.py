@@ -27,7 +27,7 @@ from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 from ucvgl.shared.errors import ConfigError
 from ucvgl.shared.fileio import atomic_torch_save, atomic_write_text
 
@@ -239,9 +239,12 @@ def train_cyclegan(
             images += n
             for key in LOSS_KEYS:
                 sums[key] += values[key] * n
-            progress.update(
+            report_count(
+                progress,
                 STAGE,
-                (epoch + (step + 1) / steps) / cfg.epochs,
+                epoch * steps + step + 1,
+                cfg.epochs * steps,
+                "steps",
                 f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps} "
                 f"G {values['g_total']:.3f} cyc {values['cycle_a'] + values['cycle_b']:.3f} "
                 f"D_A {values['d_a']:.3f} D_B {values['d_b']:.3f}",

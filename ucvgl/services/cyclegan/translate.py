@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 from ucvgl.shared.errors import ConfigError
 from ucvgl.shared.fileio import atomic_write_bytes
 
@@ -96,5 +96,5 @@ def translate(
                 image = image.resize((out_size, out_size), Image.Resampling.BICUBIC)
             atomic_write_bytes(outputs[i], _png_bytes(image))
         done += len(chunk)
-        progress.update(STAGE, done / len(outputs), f"{done}/{len(outputs)} images")
+        report_count(progress, STAGE, done, len(outputs), "images", f"{done}/{len(outputs)} images")
     return outputs

@@ -31,7 +31,7 @@ from PIL import Image
 
 from ucvgl.services.datasets.images import load_panorama
 from ucvgl.services.datasets.index import CrossViewDataset
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 from ucvgl.services.projection.geometry import BEVParams, BEVProjector
 from ucvgl.shared.errors import ConfigError, DatasetError
 from ucvgl.shared.fileio import atomic_write, atomic_write_text
@@ -187,5 +187,5 @@ def project_dataset(
             for future in saves:
                 future.result()
             done += len(chunk)
-            progress.update(STAGE, done / total, f"{done}/{total} panoramas")
+            report_count(progress, STAGE, done, total, "panoramas", f"{done}/{total} panoramas")
     return outputs

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 from ucvgl.services.synth.city import build_city
 from ucvgl.services.synth.render import (
     panorama_look,
@@ -269,7 +269,14 @@ def generate_world(
         def on_done(chunk=chunk, tasks=tasks, counter=counter, base=done_locations, n=n) -> None:
             counter["done"] += 1
             frac = (base + chunk.count * counter["done"] / max(len(tasks), 1)) / total
-            progress.update(STAGE, frac, f"map {n + 1}/{len(chunks)}: rendering")
+            report_count(
+                progress,
+                STAGE,
+                round(frac * total),
+                int(total),
+                "locations",
+                f"map {n + 1}/{len(chunks)}: rendering",
+            )
             progress.check_cancelled()
 
         _render_tasks(city.world, todo, spec, out, workers, on_done)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ucvgl.services.datasets.index import ViewSplit
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 from ucvgl.services.training.data import ImageListDataset, Normalize, make_loader
 from ucvgl.shared.fileio import atomic_torch_save
 
@@ -83,7 +83,7 @@ def embed_images(
                     emb = encoder(images)
                 out.append(emb.float().cpu())
                 done += len(images)
-                progress.update(stage, done / max(1, len(dataset)))
+                report_count(progress, stage, done, len(dataset), "images")
     finally:
         encoder.train(was_training)
     if not out:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ucvgl.services.progress import NullProgress, Progress
+from ucvgl.services.progress import NullProgress, Progress, report_count
 from ucvgl.services.training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -468,9 +468,12 @@ class StageRunner:
                 scheduler.step()
                 losses.append(float(loss.detach()) / ddp_loss_scale())
                 done = epoch * steps_per_epoch + step + 1
-                self.progress.update(
+                report_count(
+                    self.progress,
                     cfg.name,
-                    min(1.0, done / progress_steps),
+                    min(done, progress_steps),
+                    progress_steps,
+                    "steps",
                     f"{label} loss {losses[-1]:.3f}",
                 )
             record = {

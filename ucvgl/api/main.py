@@ -22,7 +22,17 @@ from ucvgl.api.job_queue import JobQueue
 from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimiter
 from ucvgl.api.problems import install_problem_handlers
 from ucvgl.api.retrievers import ForwardThread, RetrieverCache, load_service_retriever
-from ucvgl.api.routes import datasets, health, indexes, jobs, models, query, rounds, synthetic
+from ucvgl.api.routes import (
+    datasets,
+    gallery,
+    health,
+    indexes,
+    jobs,
+    models,
+    query,
+    rounds,
+    synthetic,
+)
 from ucvgl.shared.config import DEFAULT_API_TOKEN, Settings, get_settings
 from ucvgl.shared.db import Database
 from ucvgl.shared.errors import ConfigError
@@ -95,6 +105,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.query_limiter = ConcurrencyLimiter(settings.max_concurrent_queries_per_client)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
-    for module in (health, datasets, synthetic, jobs, rounds, models, indexes, query, dashboard):
+    for module in (
+        health,
+        datasets,
+        synthetic,
+        jobs,
+        rounds,
+        models,
+        indexes,
+        gallery,
+        query,
+        dashboard,
+    ):
         app.include_router(module.router)
     return app

@@ -35,11 +35,12 @@ MEDIA_TYPES = {
 STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-"""Everything from this origin only: no CDN, no inline script, no framing."""
+"""Everything from this origin only: no CDN, no inline script, no framing (``blob:``
+images are the query panel's tiles and panoramas, fetched from this origin with the token)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -71,7 +72,7 @@ def page_config(public_reads: bool) -> dict[str, Any]:
 @router.get("/", response_class=HTMLResponse)
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
-    """The dashboard page: jobs with live progress, pseudo-label curves, actions."""
+    """The dashboard page: jobs with live progress, pseudo-label curves, actions, queries."""
     config = json.dumps(page_config(settings.public_reads), separators=(",", ":"))
     return templates.TemplateResponse(
         request,

@@ -56,23 +56,36 @@ async function problemOf(response) {
  * @param {{method?: string, body?: object, auth?: boolean}} options auth: send the token.
  */
 export async function apiRequest(base, path, { method = "GET", body, auth = true } = {}) {
+  const headers = authHeaders(auth);
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+  }
+  const response = await send(base + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) {
+    return null;
+  }
+  return response.json();
+}
+
+/** Request headers: JSON accepted, and the token when `auth` and one is set. */
+function authHeaders(auth) {
   const headers = { Accept: "application/json" };
   const token = getToken();
   if (auth && token) {
     headers.Authorization = `Bearer ${token}`;
   }
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-  }
+  return headers;
+}
+
+/** fetch() that turns network failures and non-2xx answers into ApiErrors. */
+async function send(url, init) {
   let response;
   try {
-    response = await fetch(base + path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-      credentials: "same-origin",
-    });
+    response = await fetch(url, { cache: "no-store", credentials: "same-origin", ...init });
   } catch {
     throw new ApiError(0, "cannot reach the server; retrying");
   }
@@ -80,8 +93,32 @@ export async function apiRequest(base, path, { method = "GET", body, auth = true
     const { detail, problem } = await problemOf(response);
     throw new ApiError(response.status, detail, problem);
   }
-  if (response.status === 204) {
-    return null;
-  }
+  return response;
+}
+
+/**
+ * POST a multipart form (e.g. files for /query) and return the JSON answer.
+ * @param {string} base API prefix.
+ * @param {string} path path below the prefix.
+ * @param {FormData} form the fields; the browser sets the multipart boundary.
+ */
+export async function apiForm(base, path, form, { auth = true } = {}) {
+  const response = await send(base + path, {
+    method: "POST",
+    headers: authHeaders(auth),
+    body: form,
+  });
   return response.json();
+}
+
+/**
+ * GET a file of the API (an image) as a Blob, with the token when one is set (an <img src>
+ * could not send it).
+ * @param {string} url absolute path, e.g. "/api/v1/indexes/1/tile?satellite_id=s1".
+ */
+export async function apiBlob(url, { auth = true } = {}) {
+  const headers = authHeaders(auth);
+  headers.Accept = "image/*";
+  const response = await send(url, { headers });
+  return response.blob();
 }

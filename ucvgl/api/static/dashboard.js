@@ -1,10 +1,11 @@
 // The dashboard's entry point: wires the panels, the token form and the polling loops.
 
-import { apiRequest, getToken, setToken } from "./api.js";
+import { apiBlob, apiForm, apiRequest, getToken, setToken } from "./api.js";
 import { DatasetPanel } from "./datasets.js";
 import { setText } from "./format.js";
 import { JobsPanel } from "./jobs.js";
 import { Notices } from "./notices.js";
+import { QueryPanel } from "./query.js";
 import { StartForm } from "./start.js";
 
 const JOBS_EVERY_MS = 1500;
@@ -65,6 +66,7 @@ function main() {
   let refreshJobs = () => {};
   let refreshDataset = () => {};
   let refreshDatasets = () => {};
+  let refreshQuery = () => {};
   let jobs = null;
 
   const startForm = new StartForm({
@@ -100,6 +102,14 @@ function main() {
     },
   });
 
+  const query = new QueryPanel({
+    api,
+    base: config.apiBase,
+    form: (path, body) => apiForm(config.apiBase, path, body),
+    blob: (url) => apiBlob(url),
+    notices,
+  });
+
   const reportTo = (source, what) => (error) => notices.error(source, `${what}: ${error.message}`);
   // Without public reads, nothing can be read before a token is given: say so, ask nothing.
   const canRead = () => {
@@ -133,6 +143,17 @@ function main() {
     DATASET_LIST_EVERY_MS,
     reportTo("datasets", "Reading the datasets"),
   );
+  refreshQuery = poll(
+    async () => {
+      if (!canRead()) {
+        return;
+      }
+      await query.refresh();
+      notices.clear("query-list");
+    },
+    DATASET_LIST_EVERY_MS,
+    reportTo("query-list", "Reading the indexes"),
+  );
   refreshDataset = poll(
     () => (canRead() ? datasets.refreshSelected() : undefined),
     DATASET_EVERY_MS,
@@ -160,12 +181,14 @@ function main() {
     event.preventDefault();
     setToken(tokenInput.value.trim());
     showTokenState();
-    for (const source of ["auth", "start", "cancel", "jobs", "datasets", "dataset", "models"]) {
+    const sources = ["auth", "start", "cancel", "jobs", "datasets", "dataset", "models"];
+    for (const source of [...sources, "query", "query-list"]) {
       notices.clear(source); // errors seen with the old token are stale
     }
     notices.info(getToken() ? "Token saved for this browser tab." : "Token cleared.");
     refreshJobs();
     refreshDatasets();
+    refreshQuery();
   });
   document.getElementById("token-clear").addEventListener("click", () => {
     tokenInput.value = "";

@@ -172,6 +172,12 @@ def test_counts_reach_a_plain_progress_as_fractions_and_nest_under_a_renamed_sta
     assert len(stage) == 1 and "AMM round 1 · embed ground" in stage[0]
     assert "40/40 images" in stage[0] and "4 images/s" in stage[0]
 
+    # A stage that first says what it does, then counts, keeps one bar.
+    cli.update("synth", 0.0, "map 1/1: building")
+    report_count(cli, "synth", 5, 10, "locations", "map 1/1: rendering")
+    synth = [ln for ln in cli.snapshot().splitlines() if ln.startswith("synth")]
+    assert len(synth) == 1 and "5/10 locations" in synth[0] and "rendering" in synth[0]
+
 
 def test_without_a_terminal_it_logs_one_line_per_stage_and_ends_at_100_percent():
     clock = Clock()

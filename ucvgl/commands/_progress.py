@@ -176,7 +176,10 @@ class CliProgress:
         self._set_run(stage, fraction)
         key = (stage, count.name, count.unit, count.total)
         current = self._stages[-1] if self._stages else None
-        if current is None or current.key != key:
+        if current is not None and current.key == (stage,) and count.name == stage:
+            current.key = key  # the stage said what it does, now it counts: one bar
+            self._bars.update(current.task, total=count.total, unit=count.unit)
+        elif current is None or current.key != key:
             name = stage if count.name == stage else f"{stage} · {count.name}"
             self._new_stage(stage, key, count.total, count.unit, message, name)
             current = self._stages[-1]

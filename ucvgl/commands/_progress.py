@@ -12,7 +12,9 @@ overall line and the current stage is printed at each new stage and every ``log_
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +102,17 @@ class _Note(ProgressColumn):
         return Text(message if len(message) <= 70 else message[:69] + "…", style="dim")
 
 
+def _locked(method):
+    """Run ``method`` under the instance's lock (stages may report from several threads)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 @dataclass
 class _Stage:
     task: TaskID
@@ -131,6 +144,7 @@ class CliProgress:
         log_every_s: float = 30.0,
         disable: bool = False,
     ) -> None:
+        self._lock = threading.RLock()
         self.console = console or Console(stderr=True)
         self.clock = clock
         self.live = self.console.is_terminal if live is None else live
@@ -159,6 +173,7 @@ class CliProgress:
         self._bars.update(self._run, stage="—")
 
     # ------------------------------------------------------------------ Progress
+    @_locked
     def update(self, stage: str, fraction: float, message: str = "") -> None:
         """The run is ``fraction`` done, in ``stage`` (a stage without counts)."""
         self._set_run(stage, fraction)
@@ -169,6 +184,7 @@ class CliProgress:
             self._bars.update(current.task, message=message)
         self._show()
 
+    @_locked
     def update_count(
         self, stage: str, fraction: float, count: StageCount, message: str = ""
     ) -> None:
@@ -191,6 +207,7 @@ class CliProgress:
         return None
 
     # ------------------------------------------------------------------ phases, output
+    @_locked
     def begin(self, title: str) -> None:
         """Start another phase (e.g. the demo's world, then its pipeline): percent and
         ETA count from now, as a new job's would."""
@@ -200,6 +217,7 @@ class CliProgress:
         self._bars.update(self._run, stage="—")
         self._log_due = True
 
+    @_locked
     def finish(self) -> None:
         """The run succeeded: 100%, stage "done" (as the worker marks a finished job)."""
         self._end_stage()
@@ -216,6 +234,7 @@ class CliProgress:
         """Seconds left in the run (:func:`~ucvgl.services.progress.eta_seconds`)."""
         return eta_seconds(self._fraction, self.clock() - self._began)
 
+    @_locked
     def snapshot(self, width: int = 160, current_only: bool = False) -> str:
         """The bars as plain text (every visible one, or the run and the current stage)."""
         self._refresh_run()
@@ -230,6 +249,7 @@ class CliProgress:
         console.print(self._bars.make_tasks_table(tasks))
         return console.file.getvalue()  # type: ignore[attr-defined]
 
+    @_locked
     def lines(self) -> list[str]:
         """The run's line and the current stage's, as plain one-line text (for logs)."""
         self._refresh_run()
@@ -242,6 +262,7 @@ class CliProgress:
             out.append("  ".join(part for part in parts if part))
         return out
 
+    @_locked
     def close(self) -> None:
         """Stop drawing (the last state stays on screen or in the log); safe to repeat."""
         if self._closed:

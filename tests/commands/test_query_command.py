@@ -160,6 +160,17 @@ def test_errors_name_the_folder_or_file_at_fault(tiny_run, tmp_path):
     not_a_run = runner.invoke(app, ["query", "--run", str(empty), image])
     assert not_a_run.exit_code == 1 and f"{empty}: not a run folder" in not_a_run.stderr
 
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "run.json").write_text(json.dumps({"mode": "unsupervised"}))
+    (stopped / "report.json").write_text(
+        json.dumps({"status": "failed", "failure": {"stage": "cold_start"}})
+    )
+    unfinished = runner.invoke(app, ["query", "--run", str(stopped), image])
+    assert unfinished.exit_code == 1
+    assert f"{stopped}: the run has no selected model" in unfinished.stderr
+    assert "failed at stage cold_start" in unfinished.stderr
+
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image at all")
     bad = runner.invoke(app, ["query", "--run", str(run), image, str(broken)])

@@ -19,7 +19,7 @@ INDEX_MANIFEST = Path("index") / "manifest.json"
 
 def check_run_dir(run: Path) -> None:
     """Refuse a run folder that does not exist or holds no run (error names the folder)."""
-    from ucvgl.services.pipeline import RUN_FILE, SELECTED_MODEL
+    from ucvgl.services.pipeline import REPORT_FILE, RUN_FILE, SELECTED_MODEL
     from ucvgl.shared.errors import ConfigError
 
     if not run.is_dir():
@@ -29,6 +29,25 @@ def check_run_dir(run: Path) -> None:
             f"{run}: not a run folder (no {RUN_FILE}, no {SELECTED_MODEL}); "
             "give the --out folder of 'ucvgl pipeline'"
         )
+    if not (run / SELECTED_MODEL).is_file():
+        failure = _failure(run)
+        raise ConfigError(
+            f"{run}: the run has no selected model ({SELECTED_MODEL}) to query with"
+            + (f"; it failed at stage {failure} (see {run / REPORT_FILE})" if failure else "")
+            + "; finish it with 'ucvgl pipeline' (same --out) first"
+        )
+
+
+def _failure(run: Path) -> str | None:
+    """The stage at which the run's report says it failed, or None."""
+    from ucvgl.services.pipeline import REPORT_FILE
+
+    try:
+        report = json.loads((run / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    failure = report.get("failure") if report.get("status") == "failed" else None
+    return str(failure.get("stage")) if isinstance(failure, dict) else None
 
 
 def ensure_index(run: Path, device: str | None) -> bool:

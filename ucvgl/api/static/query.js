@@ -88,6 +88,7 @@ export class QueryPanel {
       };
     });
     fillSelect(this.index, options);
+    this.index.disabled = options.length === 0;
     this.notices.clear("query-list");
     if (!options.length) {
       setText(this.info, "No index yet: build one (an 'index' job, or POST /api/v1/indexes).");

@@ -206,17 +206,19 @@ def test_real_model_answers_queries_while_a_real_training_job_runs(
                         during.append(own.get(f"/api/v1/jobs/{job_id}").json()["state"])
 
             def poll() -> None:
-                with httpx.Client(base_url=server.url, timeout=60) as own:
-                    while not finished.is_set():
-                        state = own.get(f"/api/v1/jobs/{job_id}").json()
-                        progress.append(state["progress"])
-                        if state["state"] in TERMINAL_STATES:
-                            finished.set()
-                            assert state["state"] == "SUCCEEDED", state["error"]
-                        time.sleep(0.2)
+                try:  # the queries stop when the job ends, or when polling breaks
+                    with httpx.Client(base_url=server.url, timeout=60) as own:
+                        while True:
+                            state = own.get(f"/api/v1/jobs/{job_id}").json()
+                            progress.append(state["progress"])
+                            if state["state"] in TERMINAL_STATES:
+                                return
+                            time.sleep(0.2)
+                finally:
+                    finished.set()
 
-            threads = [threading.Thread(target=query, args=(q,)) for q in queries]
-            threads.append(threading.Thread(target=poll))
+            threads = [threading.Thread(target=query, args=(q,), daemon=True) for q in queries]
+            threads.append(threading.Thread(target=poll, daemon=True))
             began = time.monotonic()
             for thread in threads:
                 thread.start()

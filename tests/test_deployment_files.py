@@ -8,6 +8,7 @@ setting, and the worker's healthcheck snippet is run against a real heartbeat ro
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -79,9 +80,44 @@ def test_dockerfile_entrypoint_and_default_command_parse() -> None:
     parse_cli(dockerfile_json("CMD"))
 
 
-def test_cli_rejects_what_the_files_must_not_contain() -> None:
-    with pytest.raises(Exception):  # noqa: B017 - click raises its own usage errors
+def test_parse_cli_names_an_unknown_flag() -> None:
+    """The compose/Dockerfile checks above would catch a stale flag: it is refused by name."""
+    with pytest.raises(Exception) as refused:  # noqa: B017 - typer's vendored click error
         parse_cli(["serve", "--no-such-flag"])
+    assert type(refused.value).__name__ == "NoSuchOption"
+    assert refused.value.option_name == "--no-such-flag"  # type: ignore[attr-defined]
+
+
+def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m ucvgl.cli <args>`` with its work folder in ``tmp_path``."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("UCVGL_")},
+        "UCVGL_WORK_DIR": str(tmp_path / "work"),
+        "UCVGL_DATA_ROOTS": str(tmp_path / "data"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ucvgl.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+
+
+def test_ucvgl_serve_with_an_unknown_flag_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    done = run_cli(["serve", "--no-such-flag"], tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "No such option: --no-such-flag" in done.stderr
+    assert "Usage: python -m ucvgl.cli serve" in done.stderr
+    assert not (tmp_path / "work").exists()  # no database, broker or worker was made
+
+
+def test_ucvgl_worker_names_a_bad_queue_with_our_message(tmp_path: Path) -> None:
+    done = run_cli(["worker", "--queues", "gpu,tpu"], tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "queues must be a comma list of ['cpu', 'gpu'], got 'gpu,tpu'" in done.stderr
+    assert "celery@" not in done.stdout + done.stderr  # no worker started
 
 
 @pytest.mark.parametrize("service", UCVGL_SERVICES)

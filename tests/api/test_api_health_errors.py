@@ -8,7 +8,7 @@ from service_fixtures import assert_problem
 
 from ucvgl.commands.service import check_token_policy
 from ucvgl.shared.db import Database
-from ucvgl.worker.heartbeat import beat
+from ucvgl.shared.jobs.liveness import beat
 
 
 def test_healthz_and_readyz_without_then_with_a_worker(client, service_settings):
@@ -26,10 +26,10 @@ def test_healthz_and_readyz_without_then_with_a_worker(client, service_settings)
 
 def test_readyz_reports_an_unreachable_broker(client, service_settings):
     from ucvgl.api.job_queue import JobQueue
-    from ucvgl.worker.celery_app import create_celery_app
+    from ucvgl.shared.jobs.celery_client import create_producer_app
 
     down = service_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
-    client.app.state.job_queue = JobQueue(create_celery_app(down))
+    client.app.state.job_queue = JobQueue(create_producer_app(down))
     problem = assert_problem(client.get("/readyz"), 503, "broker")
     assert not problem["checks"]["broker"]["ok"]
 

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from service_fixtures import assert_problem
 
+from ucvgl.services.label_health import label_health_score
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import Job, PseudoLabel, PseudoLabelRound
-from ucvgl.worker.label_health import label_health_score
 
 N_LABELS = 2500
 

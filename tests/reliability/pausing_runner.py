@@ -2,7 +2,8 @@
 
 With ``PAUSE_AT_STAGE`` set, the first progress update whose stage starts with it writes the
 file ``PAUSE_MARKER`` and then blocks (the job's heartbeat thread keeps beating), until the
-test kills the process.
+test kills the process or, with ``PAUSE_RELEASE`` set, until that file exists (then the job
+goes on).
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ from ucvgl.services.pipeline import run_job as pipeline_run_job
 
 
 class PausingProgress:
-    """Forwards to ``inner``; blocks forever at the first update of ``stage_prefix``."""
+    """Forwards to ``inner``; blocks at the first update of ``stage_prefix`` until ``release``
+    exists (forever without one)."""
 
-    def __init__(self, inner: Any, stage_prefix: str, marker: Path) -> None:
+    def __init__(
+        self, inner: Any, stage_prefix: str, marker: Path, release: Path | None = None
+    ) -> None:
         self.inner, self.stage_prefix, self.marker = inner, stage_prefix, marker
+        self.release, self.paused = release, False
 
     def update(self, stage: str, fraction: float, message: str = "") -> None:
         self.inner.update(stage, fraction, message)
-        if self.stage_prefix and stage.startswith(self.stage_prefix):
+        if self.stage_prefix and stage.startswith(self.stage_prefix) and not self.paused:
+            self.paused = True
             self.inner.flush()
             self.marker.write_text(f"{stage} {fraction}\n")
-            while True:  # the test SIGKILLs this process
-                time.sleep(1.0)
+            while self.release is None or not self.release.exists():
+                time.sleep(0.2)  # without a release file the test SIGKILLs this process
 
     def check_cancelled(self) -> None:
         self.inner.check_cancelled()
@@ -42,7 +48,10 @@ def run_job(
     torch.set_num_threads(1)
     stage = os.environ.get("PAUSE_AT_STAGE", "")
     if stage:
-        progress = PausingProgress(progress, stage, Path(os.environ["PAUSE_MARKER"]))
+        release = os.environ.get("PAUSE_RELEASE")
+        progress = PausingProgress(
+            progress, stage, Path(os.environ["PAUSE_MARKER"]), Path(release) if release else None
+        )
     return pipeline_run_job(job_type, dataset, params, run_dir, progress)
 
 

@@ -1,6 +1,7 @@
 """PostgreSQL unreachable for a while (a TCP proxy between the service and the server is
 cut): the API answers 503 problem+json on what needs the database, /readyz says so, a job
-running in a real worker carries on, and everything recovers without a restart."""
+running in a real worker carries on, and everything recovers without a restart: with the
+fake sleeping runner, and with the real tiny pipeline (slow)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from service_fixtures import (
     empty_tables,
     make_folder_dataset,
     poll_job,
+    register_dataset,
     register_tiny_dataset,
+    registered,
 )
 from tcp_proxy import TcpProxy
 
@@ -87,6 +90,74 @@ def test_database_outage_is_503_then_recovers_without_restart(
             assert poll_job(client, again.json()["id"], TERMINAL_STATES, 60)["state"] == "SUCCEEDED"
             log = (tmp_path / "worker.log").read_text()
             assert "progress not written (database unreachable)" in log  # it did see the outage
+    finally:
+        stop_process(worker)
+        proxy.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_database_outage_during_a_real_pipeline_job(settings, postgres_schema_url, tmp_path):
+    """The real tiny pipeline trains on while PostgreSQL is cut: held at AMM round 1, the
+    job is released the moment the database goes away, trains with nowhere to write its
+    progress, and ends SUCCEEDED with its rounds, model and index recorded once it is back."""
+    from ucvgl.services.synth import generate_world
+
+    if postgres_schema_url is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    empty_tables(postgres_schema_url)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    url = postgres_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    service = settings.model_copy(
+        update={"database_url": f"{url}&connect_timeout=3", "api_token": API_TOKEN}
+    )
+    generate_world(
+        service.data_roots[0] / "world", "cvact", 24, 8, seed=0, pano_size=(32, 64), sat_size=32
+    )
+    held, release = tmp_path / "held", tmp_path / "release"
+    worker, _ = start_worker(
+        service,
+        tmp_path / "worker.log",
+        PAUSE_AT_STAGE="AMM round 1",
+        PAUSE_MARKER=str(held),
+        PAUSE_RELEASE=str(release),
+    )
+    try:
+        with TestClient(create_app(service), raise_server_exceptions=False) as client:
+            body = {"name": "world", "path": "world", "format": "cvact"}
+            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
+            params = {"mode": "unsupervised", "preset": "tiny", "device": "cpu"}
+            job = {"type": "pipeline", "dataset_id": dataset_id, "params": params}
+            started = client.post("/api/v1/jobs", json=job, headers=AUTH)
+            assert started.status_code == 202, started.text
+            job_id = started.json()["id"]
+            wait_for(held.exists, 180, "the job to reach AMM round 1")
+            before = client.get(f"/api/v1/jobs/{job_id}").json()
+            assert before["state"] == "RUNNING" and before["stage"].startswith("AMM round 1")
+
+            proxy.cut()
+            release.write_text("go\n")  # the job trains on while the database is away
+            began = time.monotonic()
+            assert_problem(client.get(f"/api/v1/jobs/{job_id}"), 503, "database is unreachable")
+            log_path = tmp_path / "worker.log"
+            wait_for(
+                lambda: "progress not written (database unreachable)" in log_path.read_text(),
+                60,
+                "the job to meet the outage",
+            )
+            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
+            proxy.restore()
+
+            done = poll_job(client, job_id, TERMINAL_STATES, 300)
+            assert done["state"] == "SUCCEEDED", (done, log_path.read_text()[-3000:])
+            assert done["progress"] == 1.0 and done["error"] is None
+            rounds = client.get(f"/api/v1/datasets/{dataset_id}/rounds").json()["items"]
+            assert [r["round"] for r in rounds] == [1, 2]
+            assert all(r["job_id"] == job_id and r["correct"] is not None for r in rounds)
+            models = client.get("/api/v1/models", params={"dataset_id": dataset_id}).json()
+            assert models["total"] == 1
+            index = client.get(f"/api/v1/indexes/{done['result']['index_id']}").json()
+            assert index["size"] == 32
     finally:
         stop_process(worker)
         proxy.close()

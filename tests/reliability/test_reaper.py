@@ -12,8 +12,8 @@ from processes import wait_for
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import Database
 from ucvgl.shared.enums import JobState
+from ucvgl.shared.jobs.reaper import JobHeartbeat, job_heartbeat_interval, reap_stale_jobs
 from ucvgl.shared.models import Job, utcnow
-from ucvgl.worker.reaper import JobHeartbeat, job_heartbeat_interval, reap_stale_jobs
 
 
 def add_job(database: Database, run: str, state: JobState, beat_age_s: float | None) -> int:

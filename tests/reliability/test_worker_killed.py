@@ -84,7 +84,17 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
             os.kill(worker.pid, signal.SIGKILL)  # mid-job: no shutdown handler runs
             worker.wait()
             # A replacement worker starts while the reaper waits out the stale limit.
-            second, _ = start_worker(service, tmp_path / "worker2.log", **timing)
+            # It holds the retry at AMM round 2 until `release` exists, so the retry is surely
+            # active when the second retry is sent.
+            held, release = tmp_path / "held", tmp_path / "release"
+            second, _ = start_worker(
+                service,
+                tmp_path / "worker2.log",
+                PAUSE_AT_STAGE="AMM round 2",
+                PAUSE_MARKER=str(held),
+                PAUSE_RELEASE=str(release),
+                **timing,
+            )
             failed = poll_job(client, job_id, TERMINAL_STATES, 30)
             assert failed["state"] == "FAILED", failed
             assert failed["error"].startswith(f"worker {hostname} lost (no heartbeat since ")
@@ -94,10 +104,12 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
             new_id = retried.json()["id"]
             assert new_id != job_id and retried.json()["run_dir"] == str(run_dir)
             # A second retry while the first is active would interleave: refused.
+            wait_for(held.exists, 120, "the retry to reach AMM round 2")
+            assert client.get(f"/api/v1/jobs/{new_id}").json()["state"] == "RUNNING"
             again = client.post(f"/api/v1/jobs/{job_id}/retry", headers=AUTH)
-            assert again.status_code in (409, 202)  # 409 while the retry is active
-            if again.status_code == 202:  # the retry already finished (fast machine)
-                poll_job(client, again.json()["id"], TERMINAL_STATES, 120)
+            assert again.status_code == 409, again.text
+            assert again.json()["conflicting_job_id"] == new_id
+            release.write_text("go\n")
             done = poll_job(client, new_id, TERMINAL_STATES, 120)
             assert done["state"] == "SUCCEEDED", (done, (tmp_path / "worker2.log").read_text())
 

@@ -1,7 +1,7 @@
 """The whole tiny pipeline through the API and a real worker with the real job runner.
 
 generate a synthetic world -> run the unsupervised pipeline -> read its rounds -> build an
-index -> query a held-out panorama and find its own tile in the top-k.
+index -> query held-out panoramas: the API answers what the run's model and index answer.
 """
 
 from __future__ import annotations
@@ -76,12 +76,22 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
             assert index_id == pipeline["result"]["index_id"]
             assert client.get("/api/v1/indexes").json()["total"] == 1
 
+            # The tiny preset learns nothing by design (3 steps per stage): measured over
+            # seeds 0-3 of this world, a val panorama's own tile was in the top-5 of the 32
+            # indexed tiles for 2, 2, 0, 0 of 8 panoramas (chance 1.25), so no recall bound
+            # over chance holds here (tests/services/test_learning.py asserts learning).
+            # What must hold: the API answers exactly what the run's own model and index
+            # answer, and with k = the index size every panorama's own tile is ranked once.
+            from PIL import Image
+
             from ucvgl.services.datasets import load_dataset
+            from ucvgl.services.retrieval import Retriever
 
             ds = load_dataset(service.data_roots[0] / "world", "cvact")
             val = ds.split("val")
-            k = 5
-            hits = 0
+            direct = Retriever.from_run(pipeline["run_dir"], "cpu")
+            assert len(direct.index) == index["size"] == 32  # 24 train + 8 val tiles
+            k = index["size"]
             for g in range(val.num_ground):
                 own = val.satellite_ids[int(val.positives[g])]
                 with open(val.ground_paths[g], "rb") as fh:
@@ -91,9 +101,12 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
                 )
                 assert answer.status_code == 200, answer.text
                 matches = answer.json()["results"][0]["matches"]
-                assert len(matches) == k and matches[0]["rank"] == 1
-                hits += own in [m["satellite_id"].split("/")[-1] for m in matches]
-            print(f"held-out panoramas with their own tile in the top-{k}: {hits}/{val.num_ground}")
-            assert hits >= 1
+                assert [m["rank"] for m in matches] == list(range(1, k + 1))
+                expected = direct.query([Image.open(val.ground_paths[g]).convert("RGB")], k=k)[0]
+                assert [m["satellite_id"] for m in matches] == [e["satellite_id"] for e in expected]
+                for got, want in zip(matches, expected, strict=True):
+                    assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+                ids = [m["satellite_id"].split("/")[-1] for m in matches]
+                assert ids.count(own) == 1 and len(set(ids)) == k
     finally:
         stop_worker(worker)

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from ucvgl.worker.celery_app import RUN_JOB_TASK
+from ucvgl.shared.jobs.celery_client import RUN_JOB_TASK
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from ucvgl.api.routes import (
 from ucvgl.shared.config import DEFAULT_API_TOKEN, Settings, get_settings
 from ucvgl.shared.db import Database
 from ucvgl.shared.errors import ConfigError
-from ucvgl.worker.celery_app import create_celery_app
-from ucvgl.worker.reaper import reap_quietly
+from ucvgl.shared.jobs.celery_client import create_producer_app
+from ucvgl.shared.jobs.reaper import reap_quietly
 
 RETRIEVER_CACHE_SIZE = 2
 
@@ -48,7 +48,7 @@ def operation_id(route: APIRoute) -> str:
 
 
 async def reap_periodically(database: Database, stale_s: float, interval_s: float) -> None:
-    """Fail lost jobs (see :mod:`ucvgl.worker.reaper`) every ``interval_s`` until cancelled."""
+    """Fail lost jobs (see :mod:`ucvgl.shared.jobs.reaper`) every ``interval_s`` until cancelled."""
     while True:
         await asyncio.to_thread(reap_quietly, database, stale_s)
         await asyncio.sleep(interval_s)
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.job_queue = JobQueue(create_celery_app(settings))
+    app.state.job_queue = JobQueue(create_producer_app(settings))
     app.state.retrievers = RetrieverCache(RETRIEVER_CACHE_SIZE)
     app.state.index_lookup = IndexLookup(database, settings.query_index_cache_seconds)
     app.state.retriever_loader = load_service_retriever

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from ucvgl.services.label_health import margin_score
 from ucvgl.shared.models import Job, PseudoLabel, PseudoLabelRound, utcnow
 from ucvgl.shared.schemas import JobRead, LabelRead, MarginHistogram, RoundRead, StageCheckRead
-from ucvgl.worker.label_health import margin_score
 
 API = "/api/v1"
 

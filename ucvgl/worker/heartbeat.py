@@ -1,51 +1,29 @@
 """Workers announce themselves in ``worker_heartbeats`` so ``/readyz`` can see them.
 
-The embedded SQLite broker cannot broadcast, so ``celery control ping`` finds no worker
-there; a row refreshed every :data:`HEARTBEAT_INTERVAL_S` seconds works with any broker.
+The rows and their readers live in :mod:`ucvgl.shared.jobs.liveness` (``beat`` and
+``live_workers`` are re-exported here for the compose healthcheck); this module starts the
+thread that writes them, and reaps lost jobs, inside a worker.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from ucvgl.shared.db import Database
-from ucvgl.shared.models import WorkerHeartbeat, utcnow
-from ucvgl.worker.reaper import reap_quietly
+from ucvgl.shared.jobs.liveness import HEARTBEAT_INTERVAL_S, HEARTBEAT_STALE_S, beat, live_workers
+from ucvgl.shared.jobs.reaper import reap_quietly
+from ucvgl.shared.models import WorkerHeartbeat
+from ucvgl.worker.databases import database_for
+
+__all__ = ["HEARTBEAT_INTERVAL_S", "HEARTBEAT_STALE_S", "beat", "install_heartbeat", "live_workers"]
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_INTERVAL_S = 5.0
-HEARTBEAT_STALE_S = 30.0
-
-
-def beat(database: Database, hostname: str, queues: str) -> None:
-    """Insert or refresh this worker's row."""
-    with database.session() as session:
-        row = session.get(WorkerHeartbeat, hostname)
-        if row is None:
-            session.add(WorkerHeartbeat(hostname=hostname, queues=queues, pid=os.getpid()))
-        else:
-            row.last_seen_at, row.queues, row.pid = utcnow(), queues, os.getpid()
-
-
-def live_workers(database: Database, stale_s: float = HEARTBEAT_STALE_S) -> list[str]:
-    """Hostnames of workers seen in the last ``stale_s`` seconds."""
-    since = utcnow() - timedelta(seconds=stale_s)
-    with database.session() as session:
-        return list(
-            session.scalars(
-                sa.select(WorkerHeartbeat.hostname).where(WorkerHeartbeat.last_seen_at >= since)
-            )
-        )
 
 
 def install_heartbeat(app: Celery) -> None:
@@ -55,8 +33,6 @@ def install_heartbeat(app: Celery) -> None:
     def on_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app:
             return
-        from ucvgl.worker.tasks import database_for
-
         settings = app.conf.ucvgl_settings
         database = database_for(settings)
         hostname = sender.hostname

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ucvgl.services.label_health import label_health_score
 from ucvgl.shared.enums import JobType, TrainingMode
 from ucvgl.shared.errors import UcvglError
 from ucvgl.shared.models import (
@@ -36,7 +37,6 @@ from ucvgl.shared.models import (
     RetrievalIndex,
     utcnow,
 )
-from ucvgl.worker.label_health import label_health_score
 
 log = logging.getLogger(__name__)
 

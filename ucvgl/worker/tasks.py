@@ -30,10 +30,12 @@ from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
 from ucvgl.shared.enums import JobState, JobType
 from ucvgl.shared.errors import ConfigError, DatasetError, JobCancelled, UcvglError
+from ucvgl.shared.jobs.celery_client import RUN_JOB_TASK
+from ucvgl.shared.jobs.reaper import JobHeartbeat, job_heartbeat_interval
 from ucvgl.shared.models import Dataset, Job, Model, utcnow
+from ucvgl.worker.databases import database_for
 from ucvgl.worker.heartbeat import install_heartbeat
 from ucvgl.worker.job_progress import JobProgress
-from ucvgl.worker.reaper import JobHeartbeat, job_heartbeat_interval
 from ucvgl.worker.recording import (
     RECORD_ONLY_KEYS,
     DatasetNameTaken,
@@ -49,22 +51,12 @@ JobRunner = Callable[..., dict[str, Any]]
 SERVICE_PARAMS = frozenset({"run_name"})
 """Job parameters the service itself reads (the run folder); not passed to the runner."""
 
-_databases: dict[tuple[int, str], Database] = {}
-
 
 def load_registered_dataset(row: Dataset):
     """Load a registered dataset the way it was registered (its stored ``load_options``)."""
     from ucvgl.services.datasets import load_dataset
 
     return load_dataset(Path(row.root_path), row.format, name=row.name, **(row.load_options or {}))
-
-
-def database_for(settings: Settings) -> Database:
-    """This process's :class:`Database` for ``settings`` (one per process, after fork too)."""
-    key = (os.getpid(), settings.resolved_database_url)
-    if key not in _databases:
-        _databases[key] = Database.from_settings(settings)
-    return _databases[key]
 
 
 def load_runner(spec: str) -> JobRunner:
@@ -371,7 +363,6 @@ def _execute_started(
 
 def register_tasks(app: Celery) -> None:
     """Register ``ucvgl.run_job`` on ``app``."""
-    from ucvgl.worker.celery_app import RUN_JOB_TASK
 
     @app.task(
         name=RUN_JOB_TASK,

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from ucvgl.api.deps import DatabaseDep, JobQueueDep
 from ucvgl.api.problems import ApiProblem
+from ucvgl.shared.jobs.liveness import live_workers
 from ucvgl.shared.schemas import Check, Health, Problem, Readiness
-from ucvgl.worker.heartbeat import live_workers
 
 router = APIRouter(tags=["health"])
 

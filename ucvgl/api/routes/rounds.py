@@ -15,10 +15,10 @@ from ucvgl.api.deps import DatabaseDep, ReadAccess, SessionDep
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API, label_read, round_read
 from ucvgl.api.problems import problem_responses
+from ucvgl.services.label_health import margin_score
 from ucvgl.shared.db import Database
 from ucvgl.shared.models import Dataset, PseudoLabel, PseudoLabelRound
 from ucvgl.shared.schemas import LabelRead, Page, RoundRead
-from ucvgl.worker.label_health import margin_score
 
 router = APIRouter(
     prefix=API,

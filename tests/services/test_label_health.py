@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ucvgl.worker.label_health import label_health_score, margin_score, margin_scores
+from ucvgl.services.label_health import label_health_score, margin_score, margin_scores
 
 
 def reference_health(margin, sim, mutual, labels):

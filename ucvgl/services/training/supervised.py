@@ -70,7 +70,7 @@ def train_on_pairs(
         cfg,
         stage_dir,
         preset,
-        smoothing=preset.smoothing_pseudo,
+        smoothing=preset.smoothing_for("pseudo"),
         tile_neighbours=stage_tile_neighbours(model, split, preset, stage_dir, device=device),
         device=device,
         progress=progress,

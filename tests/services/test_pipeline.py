@@ -310,3 +310,76 @@ def test_semi_can_continue_from_the_label_free_cold_start(world, tmp_path):
     assert (out / "stages" / "semi_warmup" / "model.pt").is_file()
     assert [r["round"] for r in report["rounds"]] == [1]
     assert report["rounds"][0]["known_labels"] == 6
+
+
+# ---------------------------------------------------------------- paper ablations (Tab. 2)
+def test_without_fake_no_cyclegan_and_the_cold_start_pairs_bevs(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.progress import NullProgress
+
+    run = PipelineRun(
+        load_dataset(world, "cvact"),
+        tmp_path,
+        preset=get_preset("tiny").replace(use_fake=False),
+        device="cpu",
+    )
+    assert not run.needs_fakes()
+    assert run.cyclegan(NullProgress()) is None and run.translate(NullProgress()) == []
+    assert not (tmp_path / "cyclegan").exists()
+    bev = run.project(NullProgress())
+    assert run.cross_view_images() == bev and all(p.parent == tmp_path / "bev" for p in bev)
+
+
+def test_without_bev_the_cyclegan_gets_panoramas_and_no_prior(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.progress import NullProgress
+
+    dataset = load_dataset(world, "cvact")
+    tiny = get_preset("tiny")
+    run = PipelineRun(dataset, tmp_path / "a", preset=tiny.replace(use_bev=False), device="cpu")
+    assert run.translation_inputs() == list(dataset.split("train").ground_paths)
+    assert run.prior(NullProgress()) is None  # the prior is a projection too
+    with_bev = PipelineRun(dataset, tmp_path / "b", preset=tiny, device="cpu")
+    assert with_bev.translation_inputs() == with_bev.project(NullProgress())
+
+
+def test_without_cross_view_the_cyclegan_is_not_needed(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+
+    dataset = load_dataset(world, "cvact")
+    tiny = get_preset("tiny")
+    assert PipelineRun(dataset, tmp_path / "a", preset=tiny, device="cpu").needs_fakes()
+    run = PipelineRun(dataset, tmp_path / "b", preset=tiny.replace(cross_view=False))
+    assert not run.needs_fakes()
+    queries = tiny.replace(cross_view=False, amm_fake_query=True)
+    assert PipelineRun(dataset, tmp_path / "c", preset=queries, device="cpu").needs_fakes()
+
+
+def test_the_run_resolves_the_preset_for_the_dataset_format(world, tmp_path):
+    import shutil
+
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.projection.defaults import SYNTH_META_FILE
+
+    dataset = load_dataset(world, "cvact")
+    run = PipelineRun(dataset, tmp_path / "a", preset="paper-small", device="cpu")
+    assert run.preset.dataset_format == "cvact"
+    assert run.preset.threshold_for("cvact") == pytest.approx(0.025)
+    saved = json.loads((tmp_path / "a" / "run.json").read_text())["preset_settings"]
+    assert saved["bev_fov_deg"] == 170.0 and saved["dataset_format"] == "cvact"
+    # the synthetic world's own camera geometry wins over the preset's field of view
+    meta_fov = run.bev_params().fov_deg
+    other = PipelineRun(
+        dataset, tmp_path / "b", preset=get_preset("tiny").replace(bev_fov_deg=150.0)
+    )
+    assert other.bev_params().fov_deg == meta_fov != 150.0
+    # without such metadata the preset's field of view is used
+    plain = shutil.copytree(world, tmp_path / "plain")
+    (plain / SYNTH_META_FILE).unlink()
+    tiny = get_preset("tiny")
+    bare = PipelineRun(load_dataset(plain, "cvact"), tmp_path / "c", preset=tiny, device="cpu")
+    assert bare.bev_params().fov_deg == 170.0  # the format's default
+    run = PipelineRun(
+        load_dataset(plain, "cvact"), tmp_path / "d", preset=tiny.replace(bev_fov_deg=150.0)
+    )
+    assert run.bev_params().fov_deg == 150.0

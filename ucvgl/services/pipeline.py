@@ -358,18 +358,22 @@ class PipelineRun:
         )
 
     def bev_params(self):
-        """The projection of this run: the format's defaults, the preset's ``bev_fov_deg``
-        (unless a synthetic world's metadata set its own field of view), the BEV size."""
+        """The projection of this run: the format's defaults with the preset's
+        ``bev_fov_deg`` and ``bev_size``; a synthetic world's ``synth_meta.json`` field of
+        view (its camera geometry) still wins."""
         from dataclasses import replace
 
         from ucvgl.services.projection import bev_params_for_dataset
-        from ucvgl.services.projection.defaults import default_bev_params
+        from ucvgl.services.projection.defaults import SYNTH_META_FILE, params_from_synth_meta
 
         params = bev_params_for_dataset(self.dataset, out_size=self.preset.bev_size)
-        fov = self.preset.bev_fov_deg
-        if fov is not None and params.fov_deg == default_bev_params(self.dataset.format).fov_deg:
-            params = replace(params, fov_deg=float(fov))
-        return params
+        if self.preset.bev_fov_deg is None:
+            return params
+        probe = replace(params, fov_deg=float(self.preset.bev_fov_deg))
+        meta_path = Path(self.dataset.root) / SYNTH_META_FILE
+        if meta_path.is_file():  # readable: bev_params_for_dataset has just read it
+            probe = params_from_synth_meta(json.loads(meta_path.read_text()), probe, meta_path)
+        return replace(params, fov_deg=probe.fov_deg)
 
     def prior(self, progress: Progress) -> dict[str, Any] | None:
         """The projection prior's pseudo-pairs (``run_dir/prior.json``, ``prior_pairs.npz``).

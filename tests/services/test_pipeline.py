@@ -383,3 +383,33 @@ def test_the_run_resolves_the_preset_for_the_dataset_format(world, tmp_path):
         load_dataset(plain, "cvact"), tmp_path / "d", preset=tiny.replace(bev_fov_deg=150.0)
     )
     assert run.bev_params().fov_deg == 150.0
+
+
+@pytest.mark.slow  # about 30 s on two shared cores
+def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path):
+    """paper-small's own code paths (continuous AMM, the authors' intra-view augmentation
+    and epoch content, CycleGAN resize-and-crop, drop-path, no hard negatives) at toy size."""
+    small = get_preset("paper-small").replace(
+        backbone="test_convnext",
+        ground_size=(32, 64),
+        satellite_size=32,
+        bev_size=40,
+        cyclegan=dict(size=32, load_size=40, ngf=4, ndf=4, n_blocks=1, n_layers=2, epochs=1),
+        batch_size=8,
+        eval_batch_size=32,
+        intra_epochs=1,
+        cross_epochs=1,
+        amm_rounds=2,
+        health_checks="warn",
+    )
+    report = run_pipeline(world, "cvact", "unsupervised", small, tmp_path, device="cpu")
+    assert report["status"] == "ok" and report["recall"] is not None
+    assert len(report["rounds"]) == 2
+    saved = json.loads((tmp_path / "run.json").read_text())["preset_settings"]
+    assert saved["amm_schedule"] == "continuous" and saved["drop_path_rate"] == 0.2
+    assert saved["ground_size"] == [32, 64] and saved["amm_threshold"] == {"cvact": 0.025}
+    round2 = torch.load(
+        tmp_path / "stages" / "amm_round_002" / "checkpoint.pt", weights_only=False
+    )
+    assert round2["stage"]["epoch_window"] == (1, 2)
+    assert round2["state"]["optimizer_from"].endswith("amm_round_001/checkpoint.pt")

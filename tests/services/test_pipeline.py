@@ -408,8 +408,6 @@ def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path):
     saved = json.loads((tmp_path / "run.json").read_text())["preset_settings"]
     assert saved["amm_schedule"] == "continuous" and saved["drop_path_rate"] == 0.2
     assert saved["ground_size"] == [32, 64] and saved["amm_threshold"] == {"cvact": 0.025}
-    round2 = torch.load(
-        tmp_path / "stages" / "amm_round_002" / "checkpoint.pt", weights_only=False
-    )
+    round2 = torch.load(tmp_path / "stages" / "amm_round_002" / "checkpoint.pt", weights_only=False)
     assert round2["stage"]["epoch_window"] == (1, 2)
     assert round2["state"]["optimizer_from"].endswith("amm_round_001/checkpoint.pt")

@@ -561,7 +561,9 @@ class PipelineRun:
 
         With ``preset.semi_cold_start`` the label-free cold start (projection, CycleGAN,
         intra-view, ground <-> fake) runs first and the known pairs continue from its
-        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``.
+        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``. With
+        ``amm_schedule`` "continuous" these epochs are the first of the AMM cosine (the
+        authors' semi-supervised run: one cosine over warm-up and re-labelling epochs).
         """
         from ucvgl.services.training.supervised import train_on_pairs
 
@@ -570,6 +572,10 @@ class PipelineRun:
             self.cold_start(ScaledProgress(progress, 0.0, 0.8))
             progress = ScaledProgress(progress, 0.8, 1.0)
             lr = self.preset.amm_lr
+        window = None
+        if self.preset.amm_schedule == "continuous":  # the first epochs of AMM's cosine
+            p = self.preset
+            window = (0, p.semi_warm_epochs + p.amm_rounds * p.amm_epochs_per_round)
         result = train_on_pairs(
             self.model,
             self.train_split,
@@ -583,8 +589,15 @@ class PipelineRun:
             progress=progress,
             dist_info=self.dist,
             seed=self.seed,
+            epoch_window=window,
         )
         return result.model_path
+
+    def amm_schedule_offset(self) -> int:
+        """Epochs of the continuous AMM cosine run before the rounds (the semi warm-up)."""
+        if self.mode == "semi" and self.preset.amm_schedule == "continuous":
+            return self.preset.semi_warm_epochs
+        return 0
 
     def supervised(self, progress: Progress) -> Path:
         """The supervised baseline on every true training pair."""
@@ -635,6 +648,7 @@ class PipelineRun:
             seed=self.seed,
             only_round=only_round,
             fake_paths=fakes,
+            schedule_offset=self.amm_schedule_offset(),
         )
         if self.dist.is_main:
             write_json(self.run_dir / "amm.json", result)

@@ -138,6 +138,35 @@ def test_continuous_schedule_is_one_cosine_over_all_rounds(tmp_path):
     assert fresh is None and per_round.epoch_window is None
 
 
+def test_semi_warm_up_epochs_open_the_continuous_cosine(tiny_world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.models import build_model
+    from ucvgl.services.training.supervised import known_pairs_from_ratio, train_on_pairs
+
+    preset = get_preset("tiny").replace(amm_schedule="continuous", amm_rounds=2)
+    start = tmp_path / "semi_warmup" / "model.pt"
+    cfg, previous = round_stage_config(
+        preset, 1, 2, start, tmp_path, extra=False, seed=0, schedule_offset=1
+    )
+    assert cfg.epoch_window == (1, 3) and previous == start.parent / CHECKPOINT
+    split = load_dataset(tiny_world, "cvact").split("train")
+    torch.manual_seed(0)
+    result = train_on_pairs(
+        build_model(preset.encoder_config()),
+        split,
+        known_pairs_from_ratio(split, 0.5, 0),
+        preset,
+        start.parent,
+        name="semi warm-up",
+        epochs=1,
+        epoch_window=(0, 3),
+    )
+    # after its one epoch the lr is the cosine's value for epoch 1 of 3 (no warm-up restart)
+    expected = preset.lr * 0.5 * (1 + math.cos(math.pi / 3))
+    assert result.history[0]["lr"] == pytest.approx(expected)
+    assert (start.parent / CHECKPOINT).is_file()
+
+
 def test_epoch_window_refuses_budget_cycles():
     with pytest.raises(ValueError, match="epoch_window"):
         StageConfig("x", 2, 1e-4, max_epochs=4, epoch_window=(0, 4))

@@ -243,14 +243,17 @@ def round_stage_config(
     *,
     extra: bool,
     seed: int,
+    schedule_offset: int = 0,
 ) -> tuple[StageConfig, Path | None]:
     """The optimisation settings of AMM round ``round_index`` and whose AdamW moments it
     starts from (None: a fresh optimiser).
 
     "per_round": a stage of its own at ``amm_lr`` (warm-up + cosine, budget cycles).
-    "continuous": epochs ``(r-1) k .. r k - 1`` of one cosine over ``rounds * k`` epochs
-    (k = ``amm_epochs_per_round``), starting from the previous round's optimiser (round 1:
-    the start stage's, next to ``initial_path``).
+    "continuous": epochs ``o + (r-1) k .. o + r k - 1`` of one cosine over
+    ``o + rounds * k`` epochs (k = ``amm_epochs_per_round``, o = ``schedule_offset``, the
+    epochs of the same cosine that ran before AMM: the semi-supervised warm-up), starting
+    from the previous round's optimiser (round 1: the start stage's, next to
+    ``initial_path``).
     """
     cfg = StageConfig.from_preset(
         preset,
@@ -261,12 +264,12 @@ def round_stage_config(
     )
     if preset.amm_schedule != "continuous":
         return cfg, None
-    k = preset.amm_epochs_per_round
+    k, o = preset.amm_epochs_per_round, int(schedule_offset)
     cfg = dataclasses.replace(
         cfg,
         warmup_fraction=0.0,
         max_epochs=None,
-        epoch_window=((round_index - 1) * k, rounds * k),
+        epoch_window=(o + (round_index - 1) * k, o + rounds * k),
     )
     previous = (
         Path(initial_path).parent if round_index == 1 else round_dir(out_dir, round_index - 1)
@@ -302,6 +305,7 @@ def run_amm(
     seed: int = 0,
     only_round: int | None = None,
     fake_paths: list[Path] | None = None,
+    schedule_offset: int = 0,
 ) -> dict[str, Any]:
     """Run (or resume) the pseudo-label rounds and select a model without ground truth.
 
@@ -322,6 +326,8 @@ def run_amm(
             round past the regular ones runs only when the confident-match count earns it.
         fake_paths: fake satellite image of every panorama: match with ground + fake
             queries (see :func:`match_pool`); None matches panoramas alone (the paper).
+        schedule_offset: epochs of the "continuous" cosine that ran before the rounds
+            (the semi-supervised warm-up; see :func:`round_stage_config`).
 
     Returns:
         {"rounds": [per-round records], "candidates": [...], "selected": {...} or None,
@@ -399,7 +405,14 @@ def run_amm(
             pairs = (labels["ground"], labels["satellite"])
             items = pair_items(split, pairs, preset, seed=seed * 7919 + r)
             cfg, optimizer_state = round_stage_config(
-                preset, r, rounds, initial_path, out_dir, extra=extra, seed=seed
+                preset,
+                r,
+                rounds,
+                initial_path,
+                out_dir,
+                extra=extra,
+                seed=seed,
+                schedule_offset=schedule_offset,
             )
             result = train_on_items(
                 model,

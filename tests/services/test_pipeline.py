@@ -385,8 +385,9 @@ def test_the_run_resolves_the_preset_for_the_dataset_format(world, tmp_path):
     assert run.bev_params().fov_deg == 150.0
 
 
-@pytest.mark.slow  # about 30 s on two shared cores
-def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path):
+@pytest.mark.slow  # about 15-30 s per mode on two shared cores
+@pytest.mark.parametrize("mode", ["unsupervised", "semi"])
+def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path, mode):
     """paper-small's own code paths (continuous AMM, the authors' intra-view augmentation
     and epoch content, CycleGAN resize-and-crop, drop-path, no hard negatives) at toy size."""
     small = get_preset("paper-small").replace(
@@ -399,15 +400,24 @@ def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path):
         eval_batch_size=32,
         intra_epochs=1,
         cross_epochs=1,
+        semi_warm_epochs=1,
         amm_rounds=2,
         health_checks="warn",
     )
-    report = run_pipeline(world, "cvact", "unsupervised", small, tmp_path, device="cpu")
+    report = run_pipeline(world, "cvact", mode, small, tmp_path, device="cpu", gt_ratio=0.25)
     assert report["status"] == "ok" and report["recall"] is not None
     assert len(report["rounds"]) == 2
     saved = json.loads((tmp_path / "run.json").read_text())["preset_settings"]
     assert saved["amm_schedule"] == "continuous" and saved["drop_path_rate"] == 0.2
     assert saved["ground_size"] == [32, 64] and saved["amm_threshold"] == {"cvact": 0.025}
-    round2 = torch.load(tmp_path / "stages" / "amm_round_002" / "checkpoint.pt", weights_only=False)
-    assert round2["stage"]["epoch_window"] == (1, 2)
-    assert round2["state"]["optimizer_from"].endswith("amm_round_001/checkpoint.pt")
+    stages = tmp_path / "stages"
+    first = "cold_start_cross" if mode == "unsupervised" else "semi_warmup"
+    offset = 0 if mode == "unsupervised" else 1  # semi: the warm-up opens the cosine
+    rounds = [
+        torch.load(stages / f"amm_round_00{r}" / "checkpoint.pt", weights_only=False)
+        for r in (1, 2)
+    ]
+    windows = [c["stage"]["epoch_window"] for c in rounds]
+    assert windows == [(offset, offset + 2), (offset + 1, offset + 2)]
+    assert rounds[0]["state"]["optimizer_from"].endswith(f"{first}/checkpoint.pt")
+    assert rounds[1]["state"]["optimizer_from"].endswith("amm_round_001/checkpoint.pt")

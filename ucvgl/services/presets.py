@@ -4,6 +4,10 @@ A :class:`Preset` fixes image sizes, the backbone, the CycleGAN settings and the
 and learning rates of every training stage, and how far a stage (and the AMM rounds) may
 run on while its loss (its confident-match count) still improves. Presets are frozen;
 ``preset.replace(...)`` derives a variant (benchmarks and tests use it).
+
+The ``paper-*`` presets are the UCVGL authors' configuration (docs/paper-settings.md);
+``preset.for_format(fmt)`` gives their per-dataset variant (input sizes, threshold T, BEV
+field of view). Boolean / choice fields switch the paper's ablations (Tab. 2, 3, 5).
 """
 
 from __future__ import annotations

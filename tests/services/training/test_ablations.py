@@ -143,7 +143,9 @@ def test_semi_warm_up_epochs_open_the_continuous_cosine(tiny_world, tmp_path):
     from ucvgl.services.models import build_model
     from ucvgl.services.training.supervised import known_pairs_from_ratio, train_on_pairs
 
-    preset = get_preset("tiny").replace(amm_schedule="continuous", amm_rounds=2)
+    preset = get_preset("tiny").replace(
+        amm_schedule="continuous", amm_rounds=2, hard_negatives=False
+    )
     start = tmp_path / "semi_warmup" / "model.pt"
     cfg, previous = round_stage_config(
         preset, 1, 2, start, tmp_path, extra=False, seed=0, schedule_offset=1

@@ -575,7 +575,7 @@ class PipelineRun:
         window = None
         if self.preset.amm_schedule == "continuous":  # the first epochs of AMM's cosine
             p = self.preset
-            window = (0, p.semi_warm_epochs + p.amm_rounds * p.amm_epochs_per_round)
+            window = (0, p.semi_warm_epochs + p.amm_schedule_rounds * p.amm_epochs_per_round)
         result = train_on_pairs(
             self.model,
             self.train_split,

@@ -129,7 +129,8 @@ class Preset:
             warm-up + cosine at ``amm_lr``) or "continuous" (the authors: ONE cosine over
             all ``amm_rounds * amm_epochs_per_round`` epochs, constant within an epoch, no
             warm-up, the AdamW state carried from the start stage through every round;
-            needs ``amm_max_rounds`` None).
+            with ``amm_max_rounds`` the cosine spans that many rounds, see
+            :attr:`amm_schedule_rounds`).
         intra_augment: geometry of the intra-view two-crops: "ours" (both crops alike) or
             "authors" (the second satellite crop shifted / scaled / rotated, the first crop
             of each view flipped, coarse dropout of 10-25 holes).
@@ -257,11 +258,6 @@ class Preset:
                 )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"preset {self.name!r}: drop_path_rate must be in [0, 1)")
-        if self.amm_schedule == "continuous" and self.amm_max_rounds is not None:
-            raise ConfigError(
-                f"preset {self.name!r}: amm_schedule 'continuous' runs one cosine over "
-                f"amm_rounds; set amm_max_rounds to None (extra rounds would train at lr 0)"
-            )
         if not (self.use_bev or self.use_fake):
             raise ConfigError(
                 f"preset {self.name!r}: use_bev and use_fake are both off, so the cold "
@@ -279,6 +275,11 @@ class Preset:
                 f"preset {self.name!r}: dataset_format must be one of "
                 f"{sorted(DEFAULT_AMM_THRESHOLD)} or None, got {self.dataset_format!r}"
             )
+
+    @property
+    def amm_schedule_rounds(self) -> int:
+        """Rounds the "continuous" AMM cosine spans: the most rounds that may run."""
+        return max(self.amm_rounds, self.amm_max_rounds or 0)
 
     def smoothing_for(self, stage: str) -> float:
         """Label smoothing of a stage ("intra", "cross" or "pseudo"); 0 without smoothing."""

@@ -136,6 +136,11 @@ def test_continuous_schedule_is_one_cosine_over_all_rounds(tmp_path):
     tiny = get_preset("tiny")
     per_round, fresh = round_stage_config(tiny, 2, 3, start, tmp_path, extra=False, seed=0)
     assert fresh is None and per_round.epoch_window is None
+    # with extra rounds allowed, the cosine spans the most rounds that may run
+    longer = preset.replace(amm_max_rounds=5)
+    assert longer.amm_schedule_rounds == 5
+    cfg, _ = round_stage_config(longer, 2, 3, start, tmp_path, extra=False, seed=0)
+    assert cfg.epoch_window == (2, 10)
 
 
 def test_semi_warm_up_epochs_open_the_continuous_cosine(tiny_world, tmp_path):

@@ -250,10 +250,10 @@ def round_stage_config(
 
     "per_round": a stage of its own at ``amm_lr`` (warm-up + cosine, budget cycles).
     "continuous": epochs ``o + (r-1) k .. o + r k - 1`` of one cosine over
-    ``o + rounds * k`` epochs (k = ``amm_epochs_per_round``, o = ``schedule_offset``, the
-    epochs of the same cosine that ran before AMM: the semi-supervised warm-up), starting
-    from the previous round's optimiser (round 1: the start stage's, next to
-    ``initial_path``).
+    ``o + R k`` epochs (k = ``amm_epochs_per_round``, o = ``schedule_offset``, the epochs of
+    the same cosine that ran before AMM: the semi-supervised warm-up; R = ``rounds``, or
+    ``preset.amm_max_rounds`` when more rounds may run), starting from the previous round's
+    optimiser (round 1: the start stage's, next to ``initial_path``).
     """
     cfg = StageConfig.from_preset(
         preset,
@@ -265,11 +265,12 @@ def round_stage_config(
     if preset.amm_schedule != "continuous":
         return cfg, None
     k, o = preset.amm_epochs_per_round, int(schedule_offset)
+    span = max(rounds, preset.amm_max_rounds or 0)
     cfg = dataclasses.replace(
         cfg,
         warmup_fraction=0.0,
         max_epochs=None,
-        epoch_window=(o + (round_index - 1) * k, o + rounds * k),
+        epoch_window=(o + (round_index - 1) * k, o + span * k),
     )
     previous = (
         Path(initial_path).parent if round_index == 1 else round_dir(out_dir, round_index - 1)

@@ -403,6 +403,7 @@ def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path, mode):
         semi_warm_epochs=1,
         amm_rounds=2,
         health_checks="warn",
+        weights="none",
     )
     report = run_pipeline(world, "cvact", mode, small, tmp_path, device="cpu", gt_ratio=0.25)
     assert report["status"] == "ok" and report["recall"] is not None

@@ -5,7 +5,8 @@
 Setup (in a temporary folder, built by a child process): a small synthetic world
 (``generate_world``), an untrained model of a training preset's encoder config
 (``--preset``; default ``cpu``: ConvNeXt-atto + SAFA, panoramas 128 x 256, tiles 128;
-``paper-small``: ConvNeXt-S at 224 x 448; weights do not change the timing), the run folder
+``paper-small``: ConvNeXt-S at 224 x 224, 224 x 448 before issue 11; weights do not
+change the timing), the run folder
 ``Retriever.from_run`` reads (``model/selected.pt`` and ``index/``, written the way the
 pipeline's index stage writes them), and a migrated SQLite database with the dataset,
 model and index rows.

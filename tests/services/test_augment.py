@@ -239,3 +239,50 @@ def test_unknown_photometric_policy_is_refused() -> None:
         PairTransform((16, 32), (16, 16), policy="strong")
     with pytest.raises(ValueError, match="photometric policy"):
         TwoCropTransform((16, 32), policy="strong")
+
+
+def test_coarse_dropout_blanks_10_to_25_holes_of_10_to_20_percent() -> None:
+    from ucvgl.services.augment import CoarseDropout
+
+    torch.manual_seed(0)
+    img = torch.full((3, 100, 100), 200, dtype=torch.uint8)
+    drop = CoarseDropout(p=1.0)
+    for _ in range(20):
+        out = drop(img)
+        blank = (out == 0).all(0)
+        share = float(blank.float().mean())
+        # at least one 10x10 hole, at most 25 holes of 20x20
+        assert 0.01 <= share <= 25 * 0.04
+        assert torch.equal(out[:, ~blank], img[:, ~blank])
+    assert torch.equal(CoarseDropout(p=0.0)(img), img)
+    with pytest.raises(ValueError, match="holes"):
+        CoarseDropout(holes=(5, 2))
+
+
+def test_authors_two_crops_flip_only_the_first_and_turn_only_the_second_tile() -> None:
+    torch.manual_seed(0)
+    ramp = torch.arange(48, dtype=torch.float32).repeat(3, 48, 1)  # rises left to right
+    img = (ramp * 5 + 10).to(torch.uint8)  # no zero pixel: dropout is recognisable
+    normalise = TwoCropTransform((48, 48), view="ground", policy="none")._photometric
+    plain = normalise(img)
+    mirrored = normalise(TF.horizontal_flip(img))
+    blank = normalise(torch.zeros_like(img))[:, 0, 0]
+
+    def matches(crop, ref):
+        keep = ~torch.isclose(crop, blank[:, None, None]).all(0)
+        return torch.allclose(crop[:, keep], ref[:, keep], atol=1e-4)
+
+    ground = TwoCropTransform((48, 48), view="ground", policy="none", augment="authors")
+    flips = 0
+    for _ in range(40):
+        first, second = ground(img)
+        assert matches(second, plain)  # never flipped
+        assert matches(first, plain) or matches(first, mirrored)
+        flips += matches(first, mirrored)
+    assert 5 < flips < 35
+    sat = TwoCropTransform((48, 48), view="satellite", policy="none", augment="authors")
+    assert sat._second is not None and ground._second is None
+    ours = TwoCropTransform((48, 48), view="satellite", policy="none")
+    assert ours._first is None and ours._second is None and ours._dropout is None
+    with pytest.raises(ValueError, match="augment"):
+        TwoCropTransform((48, 48), augment="albumentations")

@@ -430,3 +430,115 @@ def test_folder_layout_without_ground_truth_runs_end_to_end(tmp_path):
     manifest = json.loads((tmp_path / "run" / "index" / "manifest.json").read_text())
     assert manifest["count"] == n
     assert (tmp_path / "run" / "model" / "selected.pt").exists()
+
+
+# ---------------------------------------------------------------- paper ablations (Tab. 2)
+def test_without_fake_no_cyclegan_and_the_cold_start_pairs_bevs(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.progress import NullProgress
+
+    run = PipelineRun(
+        load_dataset(world, "cvact"),
+        tmp_path,
+        preset=get_preset("tiny").replace(use_fake=False),
+        device="cpu",
+    )
+    assert not run.needs_fakes()
+    assert run.cyclegan(NullProgress()) is None and run.translate(NullProgress()) == []
+    assert not (tmp_path / "cyclegan").exists()
+    bev = run.project(NullProgress())
+    assert run.cross_view_images() == bev and all(p.parent == tmp_path / "bev" for p in bev)
+
+
+def test_without_bev_the_cyclegan_gets_panoramas_and_no_prior(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.progress import NullProgress
+
+    dataset = load_dataset(world, "cvact")
+    tiny = get_preset("tiny")
+    run = PipelineRun(dataset, tmp_path / "a", preset=tiny.replace(use_bev=False), device="cpu")
+    assert run.translation_inputs() == list(dataset.split("train").ground_paths)
+    assert run.prior(NullProgress()) is None  # the prior is a projection too
+    with_bev = PipelineRun(dataset, tmp_path / "b", preset=tiny, device="cpu")
+    assert with_bev.translation_inputs() == with_bev.project(NullProgress())
+
+
+def test_without_cross_view_the_cyclegan_is_not_needed(world, tmp_path):
+    from ucvgl.services.datasets import load_dataset
+
+    dataset = load_dataset(world, "cvact")
+    tiny = get_preset("tiny")
+    assert PipelineRun(dataset, tmp_path / "a", preset=tiny, device="cpu").needs_fakes()
+    run = PipelineRun(dataset, tmp_path / "b", preset=tiny.replace(cross_view=False))
+    assert not run.needs_fakes()
+    queries = tiny.replace(cross_view=False, amm_fake_query=True)
+    assert PipelineRun(dataset, tmp_path / "c", preset=queries, device="cpu").needs_fakes()
+
+
+def test_the_run_resolves_the_preset_for_the_dataset_format(world, tmp_path):
+    import shutil
+
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.projection.defaults import SYNTH_META_FILE
+
+    dataset = load_dataset(world, "cvact")
+    run = PipelineRun(dataset, tmp_path / "a", preset="paper-small", device="cpu")
+    assert run.preset.dataset_format == "cvact"
+    assert run.preset.threshold_for("cvact") == pytest.approx(0.025)
+    saved = json.loads((tmp_path / "a" / "run.json").read_text())["preset_settings"]
+    assert saved["bev_fov_deg"] == 170.0 and saved["dataset_format"] == "cvact"
+    # the synthetic world's own camera geometry wins over the preset's field of view
+    meta_fov = run.bev_params().fov_deg
+    other = PipelineRun(
+        dataset, tmp_path / "b", preset=get_preset("tiny").replace(bev_fov_deg=150.0)
+    )
+    assert other.bev_params().fov_deg == meta_fov != 150.0
+    # without such metadata the preset's field of view is used
+    plain = shutil.copytree(world, tmp_path / "plain")
+    (plain / SYNTH_META_FILE).unlink()
+    tiny = get_preset("tiny")
+    bare = PipelineRun(load_dataset(plain, "cvact"), tmp_path / "c", preset=tiny, device="cpu")
+    assert bare.bev_params().fov_deg == 170.0  # the format's default
+    run = PipelineRun(
+        load_dataset(plain, "cvact"), tmp_path / "d", preset=tiny.replace(bev_fov_deg=150.0)
+    )
+    assert run.bev_params().fov_deg == 150.0
+
+
+@pytest.mark.slow  # about 15-30 s per mode on two shared cores
+@pytest.mark.parametrize("mode", ["unsupervised", "semi"])
+def test_a_shrunk_paper_preset_runs_end_to_end(world, tmp_path, mode):
+    """paper-small's own code paths (continuous AMM, the authors' intra-view augmentation
+    and epoch content, CycleGAN resize-and-crop, drop-path, no hard negatives) at toy size."""
+    small = get_preset("paper-small").replace(
+        backbone="test_convnext",
+        ground_size=(32, 64),
+        satellite_size=32,
+        bev_size=40,
+        cyclegan=dict(size=32, load_size=40, ngf=4, ndf=4, n_blocks=1, n_layers=2, epochs=1),
+        batch_size=8,
+        eval_batch_size=32,
+        intra_epochs=1,
+        cross_epochs=1,
+        semi_warm_epochs=1,
+        amm_rounds=2,
+        health_checks="warn",
+        weights="none",
+    )
+    report = run_pipeline(world, "cvact", mode, small, tmp_path, device="cpu", gt_ratio=0.25)
+    assert report["status"] == "ok" and report["recall"] is not None
+    assert len(report["rounds"]) == 2
+    saved = json.loads((tmp_path / "run.json").read_text())["preset_settings"]
+    assert saved["amm_schedule"] == "continuous" and saved["drop_path_rate"] == 0.2
+    assert saved["ground_size"] == [32, 64] and saved["amm_threshold"] == {"cvact": 0.025}
+    stages = tmp_path / "stages"
+    first = "cold_start_cross" if mode == "unsupervised" else "semi_warmup"
+    offset = 0 if mode == "unsupervised" else 1  # semi: the warm-up opens the cosine
+    rounds = [
+        torch.load(stages / f"amm_round_00{r}" / "checkpoint.pt", weights_only=False)
+        for r in (1, 2)
+    ]
+    windows = [c["stage"]["epoch_window"] for c in rounds]
+    assert windows == [(offset, offset + 2), (offset + 1, offset + 2)]
+    assert rounds[0]["state"]["optimizer_from"].endswith(f"{first}/checkpoint.pt")
+    assert rounds[1]["state"]["optimizer_from"].endswith("amm_round_001/checkpoint.pt")

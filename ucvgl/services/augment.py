@@ -28,7 +28,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ucvgl.services.presets import PHOTOMETRIC_POLICIES
+from ucvgl.services.presets import INTRA_AUGMENTS, PHOTOMETRIC_POLICIES
 
 ImageLike = Image.Image | Tensor
 
@@ -141,6 +141,51 @@ def satellite_shift_scale() -> v2.RandomAffine:
     return v2.RandomAffine(degrees=0, translate=(0.05, 0.05), scale=(0.95, 1.05))
 
 
+class CoarseDropout(torch.nn.Module):
+    """Blank out ``holes`` random rectangles of a uint8 image [3, H, W] (filled with 0).
+
+    The authors' (albumentations) coarse dropout: 10-25 holes, each 10-20% of the height
+    and of the width, applied with probability ``p``. All randomness comes from torch's
+    global generator.
+    """
+
+    def __init__(
+        self,
+        holes: tuple[int, int] = (10, 25),
+        extent: tuple[float, float] = (0.1, 0.2),
+        p: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if not 1 <= holes[0] <= holes[1]:
+            raise ValueError(f"holes must be (min, max) with 1 <= min <= max, got {holes}")
+        if not 0.0 < extent[0] <= extent[1] <= 1.0:
+            raise ValueError(f"extent must be (min, max) in (0, 1], got {extent}")
+        self.holes, self.extent, self.p = holes, extent, float(p)
+
+    def forward(self, img: Tensor) -> Tensor:
+        if self.p <= 0 or float(torch.rand(())) >= self.p:
+            return img
+        out = img.clone()
+        h, w = img.shape[-2:]
+        n = int(torch.randint(self.holes[0], self.holes[1] + 1, ()))
+        lo, hi = self.extent
+        for _ in range(n):
+            hh = max(1, int(round(h * (lo + (hi - lo) * float(torch.rand(()))))))
+            ww = max(1, int(round(w * (lo + (hi - lo) * float(torch.rand(()))))))
+            top = int(torch.randint(0, h - hh + 1, ()))
+            left = int(torch.randint(0, w - ww + 1, ()))
+            out[..., top : top + hh, left : left + ww] = 0
+        return _like(out, img)
+
+
+def authors_shift_scale_rotate() -> v2.RandomApply:
+    """The authors' ShiftScaleRotate of the second satellite crop: with p 0.5, a shift of
+    up to 20% of the size, a scale of 0.8-1.2 and a rotation of up to 15 degrees."""
+    return v2.RandomApply(
+        [v2.RandomAffine(degrees=15, translate=(0.2, 0.2), scale=(0.8, 1.2))], p=0.5
+    )
+
+
 class PairTransform:
     """Transform a (ground panorama, satellite tile) pair consistently.
 
@@ -243,6 +288,7 @@ class TwoCropTransform:
         roll: ground only, random circular roll of the panorama.
         flip: random horizontal flip (independent per crop).
         policy: photometric policy ("paper", "light" or "none").
+        augment: geometric policy, "ours" (above) or "authors".
 
     Call:
         image (PIL or uint8 [3, H, W]) -> (crop1 [3, H, W] float, crop2 [3, H, W] float).
@@ -257,9 +303,12 @@ class TwoCropTransform:
         roll: bool = False,
         flip: bool = False,
         policy: str = "paper",
+        augment: str = "ours",
     ) -> None:
         if view not in ("ground", "satellite"):
             raise ValueError(f"view must be 'ground' or 'satellite', got {view!r}")
+        if augment not in INTRA_AUGMENTS:
+            raise ValueError(f"augment must be one of {INTRA_AUGMENTS}, got {augment!r}")
         if roll and view != "ground":
             raise ValueError("roll is a panorama augmentation; use it with view='ground'")
         self.size = (int(size[0]), int(size[1]))
@@ -270,21 +319,29 @@ class TwoCropTransform:
         if view == "satellite":
             steps.append(satellite_shift_scale())
         self._geometric = v2.Compose(steps)
-        self.policy = policy
-        self._photometric = photometric_transforms(mean, std, policy=policy)
+        self.policy, self.augment = policy, augment
+        authors = augment == "authors"
+        self._photometric = photometric_transforms(
+            mean, std, policy=policy, erase_p=0.0 if authors else 0.5
+        )
+        self._dropout = CoarseDropout() if authors else None
+        self._first = v2.RandomHorizontalFlip(p=0.5) if authors else None
+        self._second = authors_shift_scale_rotate() if authors and view == "satellite" else None
 
-    def _one(self, img: tv_tensors.Image) -> Tensor:
-        out = self._geometric(img)
+    def _one(self, img: tv_tensors.Image, extra: torch.nn.Module | None = None) -> Tensor:
+        out = self._geometric(img if extra is None else extra(img))
         if self.roll:
             out = _like(torch.roll(out, int(torch.randint(0, out.shape[-1], ())), dims=-1), out)
+        if self._dropout is not None:
+            out = self._dropout(out)
         return self._photometric(out).as_subclass(Tensor)
 
     def __call__(self, image: ImageLike) -> tuple[Tensor, Tensor]:
         img = _to_uint8_image(image, self.view)
-        return self._one(img), self._one(img)
+        return self._one(img, self._first), self._one(img, self._second)
 
     def __repr__(self) -> str:
         return (
             f"TwoCropTransform(size={self.size}, view={self.view!r}, roll={self.roll}, "
-            f"flip={self.flip}, policy={self.policy!r})"
+            f"flip={self.flip}, policy={self.policy!r}, augment={self.augment!r})"
         )

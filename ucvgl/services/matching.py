@@ -90,6 +90,21 @@ class MutualMatches:
             margin=self.margin[keep],
         )
 
+    def one_sided(self) -> MutualMatches:
+        """Every ground image with its nearest tile, mutual or not (the paper's Tab. 3a
+        ablation "w/o mutual matching"); margins and per-image arrays as for the pairs.
+
+        Several ground images may share a tile here; :meth:`filter` applies as usual.
+        """
+        ground = torch.arange(self.num_ground, dtype=torch.int64)
+        return replace(
+            self,
+            ground_idx=ground,
+            satellite_idx=self.ground_best.clone(),
+            similarity=self.ground_top1.clone(),
+            margin=self.ground_top1 - self.ground_top2,
+        )
+
     def summary(self) -> dict[str, float | int]:
         """Label-free statistics (pair count, coverage, mean margin/similarity)."""
         m = self.num_pairs

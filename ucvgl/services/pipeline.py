@@ -18,6 +18,13 @@ match the pool better than decoy tiles?). Their records are in ``RUN_DIR/health.
 the report (``status``, ``health``, ``failure``); a check that stops the run raises
 :class:`ucvgl.services.health.StageFailed` after writing the report, and no model is
 selected, evaluated or indexed.
+
+The preset is resolved for the dataset's format (``Preset.for_format``: the paper presets'
+per-dataset sizes, threshold and field of view). Its ablation switches (paper Tab. 2) shape
+the unsupervised stages: ``use_bev`` False feeds the panoramas themselves to the CycleGAN
+(and skips the projection prior), ``use_fake`` False skips the CycleGAN and pairs each
+panorama with its BEV, ``intra_view`` / ``cross_view`` False skip a cold-start stage (the
+CycleGAN is then trained only when AMM queries need the fakes).
 """
 
 from __future__ import annotations
@@ -125,8 +132,8 @@ class PipelineRun:
         dataset: the dataset index.
         run_dir: the run folder (created).
         mode: 'unsupervised', 'semi' or 'supervised'.
-        preset: a preset name (taken for the dataset's format) or a resolved preset object
-            (``ucvgl.services.preset_overrides.resolve_preset``; used as it is).
+        preset: a preset name or a preset object (``resolve_preset``), either taken for the
+            dataset's format (``Preset.for_format``: fields changed by overrides are kept).
         gt_ratio: share of known true pairs in mode 'semi'.
         device: 'cpu', 'cuda', 'cuda:N' or None (settings).
         progress: progress / cancellation.
@@ -154,9 +161,8 @@ class PipelineRun:
         self.dataset = dataset
         self.run_dir = Path(run_dir)
         self.mode = mode
-        self.preset = (
-            preset if isinstance(preset, Preset) else resolve_preset(preset, dataset.format)
-        )
+        # a name or a Preset, taken for the dataset's format (for_format keeps overrides)
+        self.preset = resolve_preset(preset, dataset.format)
         self.gt_ratio = float(gt_ratio)
         self.device = device or get_settings().torch_device()
         self.progress = progress or NullProgress()
@@ -329,9 +335,9 @@ class PipelineRun:
     # ------------------------------------------------------------------ stages
     def project(self, progress: Progress) -> list[Path]:
         """BEV projection of the training panoramas (``run_dir/bev``)."""
-        from ucvgl.services.projection import bev_params_for_dataset, project_dataset
+        from ucvgl.services.projection import project_dataset
 
-        params = bev_params_for_dataset(self.dataset, out_size=self.preset.bev_size)
+        params = self.bev_params()
         if self.dist.is_main:
             project_dataset(
                 self.dataset,
@@ -351,6 +357,24 @@ class PipelineRun:
             progress=NullProgress(),
         )
 
+    def bev_params(self):
+        """The projection of this run: the format's defaults with the preset's
+        ``bev_fov_deg`` and ``bev_size``; a synthetic world's ``synth_meta.json`` field of
+        view (its camera geometry) still wins."""
+        from dataclasses import replace
+
+        from ucvgl.services.projection import bev_params_for_dataset
+        from ucvgl.services.projection.defaults import SYNTH_META_FILE, params_from_synth_meta
+
+        params = bev_params_for_dataset(self.dataset, out_size=self.preset.bev_size)
+        if self.preset.bev_fov_deg is None:
+            return params
+        probe = replace(params, fov_deg=float(self.preset.bev_fov_deg))
+        meta_path = Path(self.dataset.root) / SYNTH_META_FILE
+        if meta_path.is_file():  # readable: bev_params_for_dataset has just read it
+            probe = params_from_synth_meta(json.loads(meta_path.read_text()), probe, meta_path)
+        return replace(params, fov_deg=probe.fov_deg)
+
     def prior(self, progress: Progress) -> dict[str, Any] | None:
         """The projection prior's pseudo-pairs (``run_dir/prior.json``, ``prior_pairs.npz``).
 
@@ -359,7 +383,7 @@ class PipelineRun:
         kept are those whose estimated false share (decoy matches / tile matches above
         their margin) is at most ``preset.prior_max_fdr``. No label and no learning: the
         pairs exist only where the projection alone already finds the tile unambiguously.
-        None when the preset has no projection prior.
+        None when the preset has no projection prior (or no BEV: ``use_bev`` False).
         """
         from ucvgl.services.pixel_prior import (
             rotate_descriptors,
@@ -367,7 +391,7 @@ class PipelineRun:
             thumbnail_descriptors,
         )
 
-        if not self.preset.projection_prior:
+        if not (self.preset.projection_prior and self.preset.use_bev):
             return None
         path = self.run_dir / PRIOR_FILE
         if path.exists():
@@ -408,11 +432,29 @@ class PipelineRun:
         with np.load(self.run_dir / PRIOR_PAIRS_FILE) as data:
             return data["ground"].astype(np.int64), data["satellite"].astype(np.int64)
 
-    def cyclegan(self, progress: Progress) -> Path:
-        """Train (or resume) the BEV -> satellite CycleGAN (``run_dir/cyclegan``)."""
+    def translation_inputs(self) -> list[Path]:
+        """The CycleGAN's domain A: the BEV projections, or the panoramas (``use_bev`` off)."""
+        if self.preset.use_bev:
+            return self.project(NullProgress())
+        return list(self.train_split.ground_paths)
+
+    def needs_fakes(self) -> bool:
+        """Whether any stage uses the CycleGAN's fakes (``use_fake`` and a consumer)."""
+        if not self.preset.use_fake:
+            return False
+        return self.preset.cross_view or self.amm_uses_queries()
+
+    def cyclegan(self, progress: Progress) -> Path | None:
+        """Train (or resume) the BEV -> satellite CycleGAN (``run_dir/cyclegan``).
+
+        None (nothing trained) when no stage uses the fakes (:meth:`needs_fakes`).
+        """
         from ucvgl.services.cyclegan import CHECKPOINT_NAME, train_cyclegan
 
-        bev = self.project(NullProgress())
+        if not self.needs_fakes():
+            progress.update("cyclegan", 1.0, "skipped: no stage uses fake satellite images")
+            return None
+        bev = self.translation_inputs()
         out = self.run_dir / "cyclegan"
         if self.dist.is_main:
             cfg = self.preset.cyclegan_config(seed=self.seed)
@@ -428,11 +470,16 @@ class PipelineRun:
         return out / CHECKPOINT_NAME
 
     def translate(self, progress: Progress) -> list[Path]:
-        """Fake satellite image of every training panorama (``run_dir/fake``)."""
+        """Fake satellite image of every training panorama (``run_dir/fake``).
+
+        An empty list when no stage uses the fakes (:meth:`needs_fakes`).
+        """
         from ucvgl.services.cyclegan import translate
 
-        bev = self.project(NullProgress())
         ckpt = self.cyclegan(NullProgress())  # returns at once when it has finished
+        if ckpt is None:
+            return []
+        bev = self.translation_inputs()
         out = self.run_dir / "fake"
         if self.dist.is_main:
             translate(
@@ -449,22 +496,29 @@ class PipelineRun:
         return fakes
 
     def cross_view_images(self) -> list[Path]:
-        """Each panorama's partner in the cold start: its fake, or its BEV (fallback).
+        """Each panorama's partner in the cold start: its fake, or its BEV.
 
-        The BEVs replace the fakes when the CycleGAN check failed with action 'fallback'
-        (the fakes do not keep the BEVs' content); the decision is kept in ``health.json``.
+        The BEV when ``use_fake`` is off (paper Tab. 2b), or when the CycleGAN check failed
+        with action 'fallback' (the fakes do not keep their inputs' content; the decision
+        is kept in ``health.json``; without BEVs, ``use_bev`` off, the inputs themselves).
         """
-        fakes = self.translate(NullProgress())  # returns at once when they exist
-        if self._cyclegan_check(self.project(NullProgress()), fakes).action == "fallback":
+        if not self.preset.use_fake:
             return self.project(NullProgress())
+        fakes = self.translate(NullProgress())  # returns at once when they exist
+        if self._cyclegan_check(self.translation_inputs(), fakes).action == "fallback":
+            return self.translation_inputs()
         return fakes
 
-    def amm_queries(self) -> list[Path] | None:
-        """The images added to AMM's panorama queries (``preset.amm_fake_query``), or None."""
+    def amm_uses_queries(self) -> bool:
+        """Whether AMM adds fake (or BEV) images to its panorama queries."""
         uses_cold_start = self.mode == "unsupervised" or (
             self.mode == "semi" and self.preset.semi_cold_start
         )
-        if uses_cold_start and self.preset.amm_fake_query:
+        return uses_cold_start and self.preset.amm_fake_query
+
+    def amm_queries(self) -> list[Path] | None:
+        """The images added to AMM's panorama queries (``preset.amm_fake_query``), or None."""
+        if self.amm_uses_queries():
             return self.cross_view_images()
         return None
 
@@ -473,9 +527,9 @@ class PipelineRun:
 
         Unsupervised runs then check the model against decoy tiles (``health``).
         """
-        from ucvgl.services.training.cold_start import CROSS_DIR, cold_start
+        from ucvgl.services.training.cold_start import cold_start, cold_start_model_path
 
-        final = self.stages_dir / CROSS_DIR / "model.pt"
+        final = cold_start_model_path(self.preset, self.stages_dir)
         if final.exists():
             from ucvgl.services.training.trainer import load_weights_into
 
@@ -484,7 +538,7 @@ class PipelineRun:
             cold_start(
                 self.model,
                 self.train_split,
-                self.cross_view_images(),
+                self.cross_view_images() if self.preset.cross_view else None,
                 self.preset,
                 self.stages_dir,
                 device=self.device,
@@ -507,7 +561,9 @@ class PipelineRun:
 
         With ``preset.semi_cold_start`` the label-free cold start (projection, CycleGAN,
         intra-view, ground <-> fake) runs first and the known pairs continue from its
-        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``.
+        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``. With
+        ``amm_schedule`` "continuous" these epochs are the first of the AMM cosine (the
+        authors' semi-supervised run: one cosine over warm-up and re-labelling epochs).
         """
         from ucvgl.services.training.supervised import train_on_pairs
 
@@ -516,6 +572,10 @@ class PipelineRun:
             self.cold_start(ScaledProgress(progress, 0.0, 0.8))
             progress = ScaledProgress(progress, 0.8, 1.0)
             lr = self.preset.amm_lr
+        window = None
+        if self.preset.amm_schedule == "continuous":  # the first epochs of AMM's cosine
+            p = self.preset
+            window = (0, p.semi_warm_epochs + p.amm_schedule_rounds * p.amm_epochs_per_round)
         result = train_on_pairs(
             self.model,
             self.train_split,
@@ -529,8 +589,15 @@ class PipelineRun:
             progress=progress,
             dist_info=self.dist,
             seed=self.seed,
+            epoch_window=window,
         )
         return result.model_path
+
+    def amm_schedule_offset(self) -> int:
+        """Epochs of the continuous AMM cosine run before the rounds (the semi warm-up)."""
+        if self.mode == "semi" and self.preset.amm_schedule == "continuous":
+            return self.preset.semi_warm_epochs
+        return 0
 
     def supervised(self, progress: Progress) -> Path:
         """The supervised baseline on every true training pair."""
@@ -581,6 +648,7 @@ class PipelineRun:
             seed=self.seed,
             only_round=only_round,
             fake_paths=fakes,
+            schedule_offset=self.amm_schedule_offset(),
         )
         if self.dist.is_main:
             write_json(self.run_dir / "amm.json", result)

@@ -4,6 +4,10 @@ A :class:`Preset` fixes image sizes, the backbone, the CycleGAN settings and the
 and learning rates of every training stage, and how far a stage (and the AMM rounds) may
 run on while its loss (its confident-match count) still improves. Presets are frozen;
 ``preset.replace(...)`` derives a variant (benchmarks and tests use it).
+
+The ``paper-*`` presets are the UCVGL authors' configuration (docs/paper-settings.md);
+``preset.for_format(fmt)`` gives their per-dataset variant (input sizes, threshold T, BEV
+field of view). Boolean / choice fields switch the paper's ablations (Tab. 2, 3, 5).
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ DEFAULT_AMM_THRESHOLD = {"cvusa": 0.05, "cvact": 0.025, "vigor": 0.035, "folder"
 
 PHOTOMETRIC_POLICIES = ("paper", "light", "none")
 """Photometric augmentation policies: the authors' strong one, a mild one, or none."""
+
+INTRA_AUGMENTS = ("ours", "authors")
+"""Geometric policies of the intra-view two-crops (``ucvgl.services.augment.TwoCropTransform``)."""
+
+AMM_SCHEDULES = ("per_round", "continuous")
+"""AMM learning-rate schedules: a fresh optimiser and warm-up + cosine per round, or ONE
+cosine over all rounds with the optimiser state carried from round to round."""
+
+CURRICULA = ("cosine", "fixed", "frozen")
+"""AMM curricula: tau falls as T (1 + cos(pi r / R)) / 2 (the paper), tau stays T while the
+labels are re-made every round, or round 1's labels are kept for every round (Tab. 3c)."""
+
+PAPER_FOV_DEG = {"cvusa": 175.0, "cvact": 170.0, "vigor": 170.0, "folder": 170.0}
+"""Full BEV field of view per dataset format (the authors' projection; VIGOR: CVACT's)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,42 @@ class Preset:
             (timm's pretrained tag, via UCVGL_WEIGHTS_DIR or the Hugging Face hub cache), a
             weights file, or a folder ("FOLDER" or "FOLDER:TAG"); see
             ``ucvgl.services.models.weights``.
+        unlabelled_after_switch: once pseudo-pairs cover ``coverage_switch`` of the pool,
+            every unlabelled panorama joins the epoch as a negative item (True) or none
+            does (False); None = only when ``unlabelled_ratio > 0``. The authors: below
+            the switch only labelled pairs (``unlabelled_ratio`` 0), above it everything.
+        drop_path_rate: stochastic depth of both backbones (timm ``drop_path_rate``).
+        amm_schedule: "per_round" (each AMM round is a stage of its own: fresh AdamW,
+            warm-up + cosine at ``amm_lr``) or "continuous" (the authors: ONE cosine over
+            all ``amm_rounds * amm_epochs_per_round`` epochs, constant within an epoch, no
+            warm-up, the AdamW state carried from the start stage through every round;
+            with ``amm_max_rounds`` the cosine spans that many rounds, see
+            :attr:`amm_schedule_rounds`).
+        intra_augment: geometry of the intra-view two-crops: "ours" (both crops alike) or
+            "authors" (the second satellite crop shifted / scaled / rotated, the first crop
+            of each view flipped, coarse dropout of 10-25 holes).
+        bev_fov_deg: full field of view of the BEV projection (None = the dataset format's
+            default; a synthetic world's ``synth_meta.json`` still wins).
+        dataset_format: the dataset format this preset was resolved for by
+            :meth:`for_format` (None = not resolved).
+
+    Ablations (paper Tab. 2, 3 and 5; all True / "cosine" / False = the full method):
+        use_bev: Tab. 2a "w/o BEV": False feeds the raw panoramas to the CycleGAN instead
+            of their BEV projections (and turns the projection prior off).
+        use_fake: Tab. 2b "w/o Fake": False skips the CycleGAN; the cold start pairs each
+            panorama with its BEV.
+        intra_view: Tab. 2c: False skips the intra-view stage of the cold start.
+        cross_view: Tab. 2d: False skips the ground <-> fake stage of the cold start.
+        mutual_matching: Tab. 3a: False labels every panorama with its nearest tile
+            (one-sided nearest neighbours) instead of the mutual pairs.
+        threshold_filter: Tab. 3b: False keeps every (mutual) pair, whatever its margin.
+        curriculum: Tab. 3c: "cosine" (the paper), "fixed" (tau = T every round) or
+            "frozen" (round 1's labels kept for every round: the paper's "freeze the
+            initial pseudo-labels").
+        safa: Tab. 5a (above).
+        shared_weights: Tab. 5b: one backbone for both views (SAFA heads stay per view
+            when the two feature maps differ in size).
+        label_smoothing: Tab. 5c: False trains every stage without label smoothing.
     """
 
     name: str
@@ -150,8 +204,24 @@ class Preset:
     prior_max_fdr: float = 0.1
     health_checks: str = "stop"
     weights: str = "none"
+    unlabelled_after_switch: bool | None = None
+    drop_path_rate: float = 0.0
+    amm_schedule: str = "per_round"
+    intra_augment: str = "ours"
+    bev_fov_deg: float | None = None
+    dataset_format: str | None = None
+    use_bev: bool = True
+    use_fake: bool = True
+    intra_view: bool = True
+    cross_view: bool = True
+    mutual_matching: bool = True
+    threshold_filter: bool = True
+    curriculum: str = "cosine"
+    shared_weights: bool = False
+    label_smoothing: bool = True
 
     def __post_init__(self) -> None:
+        self._check_choices()
         for name in ("photometric", "intra_photometric"):
             if getattr(self, name) not in PHOTOMETRIC_POLICIES:
                 raise ConfigError(
@@ -174,9 +244,90 @@ class Preset:
                 f"preset {self.name!r}: amm_max_rounds must be >= amm_rounds ({self.amm_rounds})"
             )
 
+    def _check_choices(self) -> None:
+        """Validate the fields added for the paper settings and the ablations."""
+        for name, allowed in (
+            ("amm_schedule", AMM_SCHEDULES),
+            ("intra_augment", INTRA_AUGMENTS),
+            ("curriculum", CURRICULA),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"preset {self.name!r}: {name} must be one of {allowed}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ConfigError(f"preset {self.name!r}: drop_path_rate must be in [0, 1)")
+        if not (self.use_bev or self.use_fake):
+            raise ConfigError(
+                f"preset {self.name!r}: use_bev and use_fake are both off, so the cold "
+                f"start would pair each panorama with itself; keep at least one"
+            )
+        if not (self.intra_view or self.cross_view):
+            raise ConfigError(
+                f"preset {self.name!r}: intra_view and cross_view are both off: the cold "
+                f"start would train nothing; keep at least one"
+            )
+        if self.bev_fov_deg is not None and not 0.0 < self.bev_fov_deg < 180.0:
+            raise ConfigError(f"preset {self.name!r}: bev_fov_deg must be in (0, 180)")
+        if self.dataset_format is not None and self.dataset_format not in DEFAULT_AMM_THRESHOLD:
+            raise ConfigError(
+                f"preset {self.name!r}: dataset_format must be one of "
+                f"{sorted(DEFAULT_AMM_THRESHOLD)} or None, got {self.dataset_format!r}"
+            )
+
+    @property
+    def amm_schedule_rounds(self) -> int:
+        """Rounds the "continuous" AMM cosine spans: the most rounds that may run."""
+        return max(self.amm_rounds, self.amm_max_rounds or 0)
+
+    def smoothing_for(self, stage: str) -> float:
+        """Label smoothing of a stage ("intra", "cross" or "pseudo"); 0 without smoothing."""
+        value = {
+            "intra": self.smoothing_intra,
+            "cross": self.smoothing_cross,
+            "pseudo": self.smoothing_pseudo,
+        }[stage]
+        return float(value) if self.label_smoothing else 0.0
+
     def for_format(self, fmt: str | None) -> Preset:
-        """This preset's settings for a dataset format (``cvusa``, ``cvact``, ...)."""
-        return self
+        """This preset resolved for a dataset format (``cvusa``, ``cvact``, ``vigor``, ``folder``).
+
+        ``fmt`` None returns the preset itself (no format known).
+
+        The paper presets get the authors' per-dataset settings (:data:`FORMAT_VARIANTS`:
+        input sizes, margin threshold T, BEV field of view); every other preset is
+        returned unchanged. A field already changed from the named preset's value (an
+        override) is kept, so overrides and ``for_format`` commute. Resolving again for
+        the same format returns the preset itself.
+
+        Raises:
+            ConfigError: unknown format, or a preset already resolved for another format.
+        """
+        if fmt is None:
+            return self
+        key = str(fmt).lower()
+        if key not in DEFAULT_AMM_THRESHOLD:
+            raise ConfigError(
+                f"unknown dataset format {fmt!r}; choose one of {sorted(DEFAULT_AMM_THRESHOLD)}"
+            )
+        if self.dataset_format == key:
+            return self
+        if self.dataset_format is not None:
+            raise ConfigError(
+                f"preset {self.name!r} was resolved for format {self.dataset_format!r}; "
+                f"resolve the named preset again for {key!r}"
+            )
+        variants = FORMAT_VARIANTS.get(self.name)
+        if variants is None:
+            return self
+        base = PRESETS.get(self.name)
+        changes = {
+            k: v
+            for k, v in variants[key].items()
+            if base is None or getattr(self, k) == getattr(base, k)
+        }
+        return self.replace(**changes, dataset_format=key)
 
     def threshold_for(self, fmt: str) -> float:
         """Curriculum start T for a dataset format."""
@@ -193,6 +344,8 @@ class Preset:
             ground_size=tuple(self.ground_size),
             satellite_size=(self.satellite_size, self.satellite_size),
             standardise_input=self.standardise_input,
+            drop_path_rate=self.drop_path_rate,
+            shared_weights=self.shared_weights,
         )
 
     def cyclegan_config(self, **overrides: Any):
@@ -291,25 +444,49 @@ PRESETS: dict[str, Preset] = {
         max_epoch_factor=3.0,
         amm_max_rounds=6,
     ),
-    # The paper's settings (GPU): ConvNeXt-S at 224 (paper-base, ConvNeXt-B at 384, below).
+    # The authors' configuration (GPU), checked against docs/paper-settings.md by
+    # tests/services/test_paper_settings.py: ConvNeXt-S at 224 (paper-base: ConvNeXt-B at
+    # 384, below); these are the CVACT values, ``for_format`` gives the other datasets'.
     "paper-small": Preset(
         name="paper-small",
         backbone="convnext_small",
-        ground_size=(224, 448),
+        ground_size=(224, 224),
         satellite_size=224,
-        bev_size=320,
-        cyclegan=dict(ngf=64, ndf=64, n_blocks=9, epochs=20, batch_size=1, pool_size=50),
+        bev_size=360,
+        cyclegan=dict(
+            size=320,
+            load_size=360,
+            ngf=64,
+            ndf=64,
+            n_blocks=9,
+            n_layers=3,
+            epochs=50,
+            decay_epochs=25,
+            batch_size=1,
+            pool_size=50,
+        ),
         batch_size=128,
         eval_batch_size=256,
         lr=1e-4,
-        amm_lr=1e-5,
+        amm_lr=1e-4,
+        weight_decay=0.01,
+        warmup_fraction=0.0,
+        grad_clip=0.0,
+        drop_path_rate=0.2,
         intra_epochs=12,
         cross_epochs=16,
         amm_rounds=34,
         amm_epochs_per_round=1,
+        amm_schedule="continuous",
         supervised_epochs=40,
         semi_warm_epochs=6,
         weights="hub:fb_in22k_ft_in1k",  # ImageNet-22k -> 1k, as the paper
+        hard_negatives=False,
+        unlabelled_ratio=0.0,
+        unlabelled_after_switch=True,
+        coverage_switch=0.4,
+        min_epoch_fraction=1.0,
+        intra_augment="authors",
     ),
 }
 
@@ -317,10 +494,32 @@ PRESETS: dict[str, Preset] = {
 PRESETS["paper-base"] = PRESETS["paper-small"].replace(
     name="paper-base",
     backbone="convnext_base",
-    ground_size=(384, 768),
+    ground_size=(384, 384),
     satellite_size=384,
     weights="hub:fb_in22k_ft_in1k_384",
 )
+
+
+def _paper_variants(side: int) -> dict[str, dict[str, Any]]:
+    """Per-format settings of a paper preset whose CVUSA / CVACT inputs are ``side`` pixels."""
+    variants: dict[str, dict[str, Any]] = {}
+    for fmt, threshold in DEFAULT_AMM_THRESHOLD.items():
+        sizes: dict[str, Any] = {"ground_size": (side, side), "satellite_size": side}
+        if fmt == "vigor":  # Sample4Geo's VIGOR inputs
+            sizes = {"ground_size": (384, 768), "satellite_size": 384}
+        variants[fmt] = {
+            **sizes,
+            "amm_threshold": {fmt: threshold},
+            "bev_fov_deg": PAPER_FOV_DEG[fmt],
+        }
+    return variants
+
+
+FORMAT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper-small": _paper_variants(224),
+    "paper-base": _paper_variants(384),
+}
+"""Per-dataset-format settings of the paper presets (see :meth:`Preset.for_format`)."""
 
 
 def get_preset(name: str | Preset) -> Preset:

@@ -62,3 +62,12 @@ def test_cpu_quick_preset_is_small_and_overridable() -> None:
         64, 8, 8, 2, 4, 4,
     )  # fmt: skip
     assert CycleGANConfig.cpu_quick(epochs=2).epochs == 2
+
+
+def test_load_size_is_checked_and_paper_crops_320_of_360():
+    assert (CycleGANConfig.paper().load_size, CycleGANConfig.paper().size) == (360, 320)
+    assert CycleGANConfig.paper().translate_size == 360
+    assert CycleGANConfig(size=32).translate_size == 32
+    for bad in (28, 42):  # smaller than size; not a multiple of 4
+        with pytest.raises(ConfigError, match="load_size"):
+            CycleGANConfig(size=32, load_size=bad)

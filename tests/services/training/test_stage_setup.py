@@ -94,3 +94,37 @@ def test_stage_tile_neighbours_embeds_tiles_without_coordinates(monkeypatch, tmp
     )
     assert calls == [("satellite", tmp_path / "cache")]
     assert got.shape == (split.num_satellite, HARD_NEGATIVE_K)
+
+
+def test_authors_epoch_content_labelled_only_below_the_switch_everything_above():
+    paper = get_preset("paper-small")
+    assert (paper.unlabelled_ratio, paper.unlabelled_after_switch) == (0.0, True)
+    assert (paper.coverage_switch, paper.min_epoch_fraction) == (0.4, 1.0)
+    kwargs = dict(
+        unlabelled_ratio=paper.unlabelled_ratio,
+        coverage_switch=paper.coverage_switch,
+        min_epoch_fraction=paper.min_epoch_fraction,
+        unlabelled_after_switch=paper.unlabelled_after_switch,
+        seed=0,
+    )
+    low = build_items(np.arange(10), np.arange(10), 100, 120, **kwargs)
+    assert low.positive.all() and len(low) == 100  # duplicated up to N, nothing else
+    assert set(low.ground_idx.tolist()) == set(range(10))
+    high = build_items(np.arange(50), np.arange(50), 100, 120, **kwargs)
+    assert high.num_positive == 50 and len(high) == 100  # every other panorama joins
+    assert set(high.ground_idx[~high.positive].tolist()) == set(range(50, 100))
+    assert not set(high.satellite_idx[~high.positive].tolist()) & set(range(50))
+    # the cpu preset's ratio 0 still means no unlabelled item at any coverage
+    cpu = get_preset("cpu")
+    none = build_items(
+        np.arange(50),
+        np.arange(50),
+        100,
+        120,
+        unlabelled_ratio=cpu.unlabelled_ratio,
+        coverage_switch=cpu.coverage_switch,
+        min_epoch_fraction=cpu.min_epoch_fraction,
+        unlabelled_after_switch=cpu.unlabelled_after_switch,
+        seed=0,
+    )
+    assert none.positive.all()

@@ -75,7 +75,8 @@ def load_generator(
 
     Returns:
         A :class:`ResnetGenerator` mapping [B, 3, S, S] in [-1, 1] to [B, 3, S, S] in [-1, 1];
-        its training size S is ``generator.train_size``.
+        its training size S is ``generator.train_size``, the side it translates whole
+        images at ``generator.translate_size`` (``CycleGANConfig.translate_size``).
     """
     if direction not in ("ab", "ba"):
         raise ValueError(f"direction must be 'ab' or 'ba', got {direction!r}")
@@ -90,4 +91,5 @@ def load_generator(
             f"delete it and train again"
         ) from exc
     generator.train_size = cfg.size  # type: ignore[assignment]
+    generator.translate_size = cfg.translate_size  # type: ignore[assignment]
     return generator.to(device).eval()

@@ -28,7 +28,12 @@ class CycleGANConfig:
     """Hyper-parameters of one CycleGAN training run.
 
     Attributes:
-        size: side of the square training images in pixels (both domains are resized).
+        size: side of the square training images in pixels (both domains are resized to
+            it, or cropped to it from ``load_size``).
+        load_size: None resizes every image straight to ``size``; otherwise images are
+            resized to ``load_size`` and a random ``size`` crop is taken (the original
+            CycleGAN's ``resize_and_crop``: 360 then 320), and translation runs on the
+            whole BEV resized to ``load_size`` (the scale the generator was trained at).
         ngf: base filters of the ResNet generators (64 in the paper).
         ndf: base filters of the PatchGAN discriminators (64 in the paper).
         n_blocks: residual blocks of each generator (9 in the paper).
@@ -51,6 +56,7 @@ class CycleGANConfig:
     """
 
     size: int = 64
+    load_size: int | None = None
     ngf: int = 16
     ndf: int = 16
     n_blocks: int = 3
@@ -76,6 +82,11 @@ class CycleGANConfig:
             raise ConfigError(
                 f"CycleGANConfig.size must be a multiple of 4 and >= 16 (the generator halves it "
                 f"twice), got {self.size}"
+            )
+        if self.load_size is not None and (self.load_size < self.size or self.load_size % 4):
+            raise ConfigError(
+                f"CycleGANConfig.load_size must be None or a multiple of 4 >= size "
+                f"({self.size}), got {self.load_size}"
             )
         for name in ("n_blocks", "pool_size", "num_workers"):
             if int(getattr(self, name)) < 0:
@@ -105,6 +116,11 @@ class CycleGANConfig:
             )
 
     @property
+    def translate_size(self) -> int:
+        """Side at which whole images are translated: ``load_size``, else ``size``."""
+        return self.size if self.load_size is None else self.load_size
+
+    @property
     def resolved_decay_epochs(self) -> int:
         """Epochs of linear learning-rate decay (default: the second half)."""
         return self.epochs // 2 if self.decay_epochs is None else self.decay_epochs
@@ -123,9 +139,11 @@ class CycleGANConfig:
     @classmethod
     def paper(cls, **overrides: Any) -> CycleGANConfig:
         """The authors' settings: 9 blocks, 64 filters, 320 px, batch 1, lambda 10, identity 0.5,
-        pool 50, Adam 2e-4 / 0.5, 50 epochs (paper Sec. 4.2) decaying over the last 25."""
+        pool 50, Adam 2e-4 / 0.5, 50 epochs (paper Sec. 4.2) decaying over the last 25, random
+        320 crops of images resized to 360."""
         base = cls(
             size=320,
+            load_size=360,
             ngf=64,
             ndf=64,
             n_blocks=9,

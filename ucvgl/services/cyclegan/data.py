@@ -1,6 +1,7 @@
 """Unpaired image data for the CycleGAN: BEV images (domain A) and satellite tiles (B).
 
-Images are decoded with Pillow, resized (bicubic) to a square ``size``, flipped
+Images are decoded with Pillow, resized (bicubic) to a square ``size`` (or to ``load_size``
+followed by a random ``size`` crop, the original ``resize_and_crop``), flipped
 horizontally at random (the original ``--no_flip`` default) and scaled to [-1, 1]. As in the
 original unaligned dataset, item ``i`` pairs A image ``i`` with a random B image; both
 domains may have different counts. Randomness depends on (seed, epoch, index) only, so an
@@ -74,8 +75,10 @@ class UnpairedImageDataset(Dataset):
         a_paths: domain A files (BEV images).
         b_paths: domain B files (satellite tiles); the count may differ from A's.
         size: output side in pixels.
-        seed: base seed of the B choice and the flips.
+        seed: base seed of the B choice, the crops and the flips.
         flip: random horizontal flips (independently per domain).
+        load_size: resize to this side, then take a random ``size`` crop (None = resize
+            straight to ``size``).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class UnpairedImageDataset(Dataset):
         *,
         seed: int = 0,
         flip: bool = True,
+        load_size: int | None = None,
     ) -> None:
         if not a_paths:
             raise DatasetError("the CycleGAN needs at least one BEV image (domain A); got none")
@@ -98,6 +102,7 @@ class UnpairedImageDataset(Dataset):
         self.size = size
         self.seed = seed
         self.flip = flip
+        self.load_size = load_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -108,7 +113,15 @@ class UnpairedImageDataset(Dataset):
         return max(len(self.a_paths), len(self.b_paths))
 
     def _load(self, path: Path, generator: torch.Generator) -> Tensor:
-        tensor = image_to_tensor(load_rgb_image(path), self.size)
+        if self.load_size is None or self.load_size == self.size:
+            tensor = image_to_tensor(load_rgb_image(path), self.size)
+        else:
+            tensor = image_to_tensor(load_rgb_image(path), self.load_size)
+            top, left = (
+                int(torch.randint(self.load_size - self.size + 1, (), generator=generator))
+                for _ in range(2)
+            )
+            tensor = tensor[:, top : top + self.size, left : left + self.size]
         if self.flip and torch.rand((), generator=generator).item() < 0.5:
             tensor = TF.horizontal_flip(tensor)
         return tensor

@@ -165,7 +165,9 @@ def train_cyclegan(
         progress.update(STAGE, 1.0, f"already trained {start_epoch} epochs")
         return ckpt_path
 
-    dataset = UnpairedImageDataset(bev_paths, sat_paths, cfg.size, seed=cfg.seed)
+    dataset = UnpairedImageDataset(
+        bev_paths, sat_paths, cfg.size, seed=cfg.seed, load_size=cfg.load_size
+    )
     use_identity = cfg.lambda_identity * cfg.lambda_cycle > 0
     for epoch in range(start_epoch, cfg.epochs):
         dataset.set_epoch(epoch)

@@ -78,7 +78,7 @@ def translate(
 
     dev = torch.device(device)
     generator = load_generator(checkpoint, dev)
-    size = int(generator.train_size)
+    size = int(getattr(generator, "translate_size", generator.train_size))
     out_dir.mkdir(parents=True, exist_ok=True)
     done = len(outputs) - len(todo)
     for start in range(0, len(todo), batch_size):

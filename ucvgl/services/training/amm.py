@@ -17,11 +17,18 @@ The number of rounds follows the same label-free signal: after the preset's
 threshold) run while the count of confident mutual matches, measured before each round,
 grew by at least ``min_improvement`` (relative) since the previous round. The result says
 why the rounds stopped (``amm_stop_reason``, one of :data:`AMM_STOP_REASONS`).
+
+Preset switches: ``amm_schedule`` "continuous" trains the rounds as one run (one cosine
+over all rounds, the AdamW state carried from the start stage and from round to round);
+the ablations ``mutual_matching`` (False: one-sided nearest tiles), ``threshold_filter``
+(False: tau 0) and ``curriculum`` ("fixed": tau = T; "frozen": round 1's labels in every
+round) change how a round labels (:func:`round_threshold`, :func:`pseudo_label_round`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
@@ -37,7 +44,12 @@ from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
 from ucvgl.services.training.distributed import DistInfo, all_reduce_mean
 from ucvgl.services.training.embed import embed_split
 from ucvgl.services.training.pair_stage import pair_items, stage_tile_neighbours, train_on_items
-from ucvgl.services.training.trainer import StageConfig, load_weights_into, stage_done
+from ucvgl.services.training.trainer import (
+    CHECKPOINT,
+    StageConfig,
+    load_weights_into,
+    stage_done,
+)
 from ucvgl.shared.fileio import atomic_write, atomic_write_text
 
 LABEL_COLUMNS = ("ground_id", "satellite_id", "margin", "similarity", "correct")
@@ -206,6 +218,66 @@ def _merge_known(
     )
 
 
+def round_threshold(preset: Preset, threshold_T: float, round_index: int, rounds: int) -> float:
+    """The margin threshold tau of regular round ``round_index`` (1-based) of ``rounds``.
+
+    The paper's curriculum T (1 + cos(pi (r-1) / R)) / 2; T in every round with
+    ``preset.curriculum`` "fixed" or "frozen"; 0 (keep every pair) without the threshold
+    filter.
+    """
+    from ucvgl.services.matching import curriculum_threshold
+
+    if not preset.threshold_filter:
+        return 0.0
+    if preset.curriculum != "cosine":
+        return float(threshold_T)
+    return curriculum_threshold(float(threshold_T), round_index - 1, rounds)
+
+
+def round_stage_config(
+    preset: Preset,
+    round_index: int,
+    rounds: int,
+    initial_path: Path,
+    out_dir: Path,
+    *,
+    extra: bool,
+    seed: int,
+    schedule_offset: int = 0,
+) -> tuple[StageConfig, Path | None]:
+    """The optimisation settings of AMM round ``round_index`` and whose AdamW moments it
+    starts from (None: a fresh optimiser).
+
+    "per_round": a stage of its own at ``amm_lr`` (warm-up + cosine, budget cycles).
+    "continuous": epochs ``o + (r-1) k .. o + r k - 1`` of one cosine over
+    ``o + R k`` epochs (k = ``amm_epochs_per_round``, o = ``schedule_offset``, the epochs of
+    the same cosine that ran before AMM: the semi-supervised warm-up; R = ``rounds``, or
+    ``preset.amm_max_rounds`` when more rounds may run), starting from the previous round's
+    optimiser (round 1: the start stage's, next to ``initial_path``).
+    """
+    cfg = StageConfig.from_preset(
+        preset,
+        f"AMM round {round_index}" + (" (extra)" if extra else ""),
+        epochs=preset.amm_epochs_per_round,
+        lr=preset.amm_lr,
+        seed=seed * 100 + round_index,
+    )
+    if preset.amm_schedule != "continuous":
+        return cfg, None
+    k, o = preset.amm_epochs_per_round, int(schedule_offset)
+    span = max(rounds, preset.amm_max_rounds or 0)
+    cfg = dataclasses.replace(
+        cfg,
+        warmup_fraction=0.0,
+        max_epochs=None,
+        epoch_window=(o + (round_index - 1) * k, o + span * k),
+    )
+    previous = (
+        Path(initial_path).parent if round_index == 1 else round_dir(out_dir, round_index - 1)
+    )
+    return cfg, previous / CHECKPOINT
+
+
 def confident_growth(before: int, now: int) -> float:
     """Relative growth of the confident-match count from ``before`` to ``now``.
 
@@ -234,6 +306,7 @@ def run_amm(
     seed: int = 0,
     only_round: int | None = None,
     fake_paths: list[Path] | None = None,
+    schedule_offset: int = 0,
 ) -> dict[str, Any]:
     """Run (or resume) the pseudo-label rounds and select a model without ground truth.
 
@@ -254,6 +327,8 @@ def run_amm(
             round past the regular ones runs only when the confident-match count earns it.
         fake_paths: fake satellite image of every panorama: match with ground + fake
             queries (see :func:`match_pool`); None matches panoramas alone (the paper).
+        schedule_offset: epochs of the "continuous" cosine that ran before the rounds
+            (the semi-supervised warm-up; see :func:`round_stage_config`).
 
     Returns:
         {"rounds": [per-round records], "candidates": [...], "selected": {...} or None,
@@ -330,12 +405,15 @@ def run_amm(
             labels = np.load(rdir / "labels.npz")
             pairs = (labels["ground"], labels["satellite"])
             items = pair_items(split, pairs, preset, seed=seed * 7919 + r)
-            cfg = StageConfig.from_preset(
+            cfg, optimizer_state = round_stage_config(
                 preset,
-                f"AMM round {r}" + (" (extra)" if extra else ""),
-                epochs=preset.amm_epochs_per_round,
-                lr=preset.amm_lr,
-                seed=seed * 100 + r,
+                r,
+                rounds,
+                initial_path,
+                out_dir,
+                extra=extra,
+                seed=seed,
+                schedule_offset=schedule_offset,
             )
             result = train_on_items(
                 model,
@@ -344,7 +422,8 @@ def run_amm(
                 cfg,
                 rdir,
                 preset,
-                smoothing=preset.smoothing_pseudo,
+                smoothing=preset.smoothing_for("pseudo"),
+                optimizer_state=optimizer_state,
                 tile_neighbours=stage_tile_neighbours(
                     model, split, preset, rdir, device=device, cache_dir=cache_dir
                 ),
@@ -481,15 +560,13 @@ def _label_round(
         cache_dir: the embedding cache.
         progress: reports the embedding and matching.
         fake_paths: a fake satellite image per panorama (see :func:`match_pool`), or None.
-        tau: this round's margin threshold (None: the curriculum's value for the round; an
-            extra round past ``rounds`` passes the last regular round's).
+        tau: this round's margin threshold (None: :func:`round_threshold`; an extra round
+            past ``rounds`` passes the last regular round's).
         pool: the pool already matched with the current model (None: match it here).
 
     Returns:
         The round's record (see :func:`pseudo_label_round`).
     """
-    from ucvgl.services.matching import curriculum_threshold
-
     record_file = stage_dir / "record.json"
     if record_file.exists() and (stage_dir / "labels.npz").exists():
         return json.loads(record_file.read_text())
@@ -505,7 +582,11 @@ def _label_round(
             fake_paths=fake_paths,
         )
     if tau is None:
-        tau = curriculum_threshold(float(threshold_T), round_index - 1, rounds)
+        tau = round_threshold(preset, threshold_T, round_index, rounds)
+    frozen = None
+    if preset.curriculum == "frozen" and round_index > 1:
+        with np.load(round_dir(stage_dir.parent, 1) / "labels.npz") as first:
+            frozen = (first["ground"].astype(np.int64), first["satellite"].astype(np.int64))
     record, train_g, train_s = pseudo_label_round(
         pool.matches,
         pool.ground,
@@ -517,6 +598,8 @@ def _label_round(
         labels_csv=labels_path(run_dir, round_index),
         known_pairs=known_pairs,
         positives=positives,
+        one_sided=not preset.mutual_matching,
+        frozen_pairs=frozen,
     )
     # Atomic: under DDP every rank computes (and writes) the same labels.
     atomic_write(
@@ -538,6 +621,8 @@ def pseudo_label_round(
     labels_csv: Path,
     known_pairs: tuple[np.ndarray, np.ndarray] | None = None,
     positives: np.ndarray | None = None,
+    one_sided: bool = False,
+    frozen_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Filter mutual matches by ``tau``, add known pairs, write the CSV, build the record.
 
@@ -551,6 +636,10 @@ def pseudo_label_round(
         labels_csv: where the labels are written.
         known_pairs: (ground, tile) pairs always kept (semi-supervised).
         positives: ground truth, used only for the ``correct`` counts.
+        one_sided: label every panorama with its nearest tile (``MutualMatches.one_sided``)
+            instead of the mutual pairs (ablation "w/o mutual matching").
+        frozen_pairs: (ground, tile) pairs used instead of any matching (the "frozen"
+            curriculum: round 1's labels); ``tau`` is then only recorded.
 
     Returns:
         (record, training ground indices, training tile indices): known pairs first, then
@@ -559,8 +648,11 @@ def pseudo_label_round(
     """
     from ucvgl.services.matching import margin_histogram
 
-    kept = matches.filter(tau)
-    pg, ps = kept.ground_idx.numpy(), kept.satellite_idx.numpy()
+    if frozen_pairs is not None:
+        pg, ps = (np.asarray(a, dtype=np.int64) for a in frozen_pairs)
+    else:
+        kept = (matches.one_sided() if one_sided else matches).filter(tau)
+        pg, ps = kept.ground_idx.numpy(), kept.satellite_idx.numpy()
     train_g, train_s, keep = _merge_known(pg, ps, known_pairs)
     pg, ps = pg[keep], ps[keep]
     margin_all = (matches.ground_top1 - matches.ground_top2).numpy()
@@ -576,6 +668,7 @@ def pseudo_label_round(
         "round": round_index,
         "threshold": float(tau),
         "mutual": matches.num_pairs,
+        "source": "frozen" if frozen_pairs is not None else ("nearest" if one_sided else "mutual"),
         "labels": int(len(pg)),
         "correct": correct,
         "known_labels": 0 if known_pairs is None else int(len(known_pairs[0])),

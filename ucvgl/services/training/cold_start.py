@@ -5,6 +5,9 @@
    encoder on satellite tiles (label smoothing 0.1).
 2. Cross-view: a panorama and ITS fake satellite image (the CycleGAN's translation of its
    BEV) are positives (label smoothing 0.3), with joint flips / quarter turns.
+
+The ablations ``preset.intra_view`` / ``preset.cross_view`` (paper Tab. 2c / 2d) skip one
+of the two stages; :func:`cold_start_model_path` names the weights the cold start ends on.
 """
 
 from __future__ import annotations
@@ -58,11 +61,25 @@ def train_intra_view(
     gsize, ssize = tuple(preset.ground_size), (preset.satellite_size, preset.satellite_size)
     ground = TwoCropDataset(
         ground_images(split, gsize),
-        TwoCropTransform(gsize, mean, std, view="ground", policy=preset.intra_photometric),
+        TwoCropTransform(
+            gsize,
+            mean,
+            std,
+            view="ground",
+            policy=preset.intra_photometric,
+            augment=preset.intra_augment,
+        ),
     )
     sat = TwoCropDataset(
         satellite_images(split, preset.satellite_size),
-        TwoCropTransform(ssize, mean, std, view="satellite", policy=preset.intra_photometric),
+        TwoCropTransform(
+            ssize,
+            mean,
+            std,
+            view="satellite",
+            policy=preset.intra_photometric,
+            augment=preset.intra_augment,
+        ),
     )
     batch = preset.batch_size
 
@@ -96,7 +113,7 @@ def train_intra_view(
     def loss_fn(step_module, b) -> torch.Tensor:
         g1, g2, s1, s2 = b
         (e1, e2), (f1, f2), log_scale = step_module(ground=[g1, g2], satellite=[s1, s2])
-        eps = preset.smoothing_intra
+        eps = preset.smoothing_for("intra")
         return contrastive_loss(e1, e2, log_scale, eps) + contrastive_loss(f1, f2, log_scale, eps)
 
     cfg = StageConfig.from_preset(
@@ -138,7 +155,7 @@ def train_ground_fake(
         cfg,
         stage_dir,
         preset,
-        smoothing=preset.smoothing_cross,
+        smoothing=preset.smoothing_for("cross"),
         fake_paths=fake_paths,
         device=device,
         progress=progress,
@@ -146,10 +163,15 @@ def train_ground_fake(
     )
 
 
+def cold_start_model_path(preset: Preset, out_dir: Path) -> Path:
+    """The weights file of the last cold-start stage that ``preset`` runs."""
+    return Path(out_dir) / (CROSS_DIR if preset.cross_view else INTRA_DIR) / "model.pt"
+
+
 def cold_start(
     model: torch.nn.Module,
     split: ViewSplit,
-    fake_paths: list[Path],
+    fake_paths: list[Path] | None,
     preset: Preset,
     out_dir: Path,
     *,
@@ -158,29 +180,40 @@ def cold_start(
     dist_info: DistInfo | None = None,
     seed: int = 0,
 ) -> dict[str, StageResult]:
-    """Both cold-start stages in ``out_dir/{cold_start_intra,cold_start_cross}``."""
+    """The cold-start stages in ``out_dir/{cold_start_intra,cold_start_cross}``.
+
+    Stages switched off by ``preset.intra_view`` / ``preset.cross_view`` are skipped (no
+    folder, no result). ``fake_paths`` may be None when the cross-view stage is off.
+    """
     progress = progress or NullProgress()
-    total = max(1, preset.intra_epochs + preset.cross_epochs)
-    cut = preset.intra_epochs / total
-    intra = train_intra_view(
-        model,
-        split,
-        preset,
-        Path(out_dir) / INTRA_DIR,
-        device=device,
-        progress=ScaledProgress(progress, 0.0, cut),
-        dist_info=dist_info,
-        seed=seed,
-    )
-    cross = train_ground_fake(
-        model,
-        split,
-        fake_paths,
-        preset,
-        Path(out_dir) / CROSS_DIR,
-        device=device,
-        progress=ScaledProgress(progress, cut, 1.0),
-        dist_info=dist_info,
-        seed=seed,
-    )
-    return {"intra": intra, "cross": cross}
+    intra_epochs = preset.intra_epochs if preset.intra_view else 0
+    cross_epochs = preset.cross_epochs if preset.cross_view else 0
+    total = max(1, intra_epochs + cross_epochs)
+    cut = intra_epochs / total if preset.cross_view else 1.0
+    results: dict[str, StageResult] = {}
+    if preset.intra_view:
+        results["intra"] = train_intra_view(
+            model,
+            split,
+            preset,
+            Path(out_dir) / INTRA_DIR,
+            device=device,
+            progress=ScaledProgress(progress, 0.0, cut),
+            dist_info=dist_info,
+            seed=seed,
+        )
+    if preset.cross_view:
+        if fake_paths is None:
+            raise ValueError("the cross-view cold start needs a fake (or BEV) image per panorama")
+        results["cross"] = train_ground_fake(
+            model,
+            split,
+            fake_paths,
+            preset,
+            Path(out_dir) / CROSS_DIR,
+            device=device,
+            progress=ScaledProgress(progress, 0.0 if not preset.intra_view else cut, 1.0),
+            dist_info=dist_info,
+            seed=seed,
+        )
+    return results

@@ -72,6 +72,7 @@ def build_items(
     coverage_switch: float,
     min_epoch_fraction: float,
     seed: int,
+    unlabelled_after_switch: bool | None = None,
 ) -> PairItems:
     """Items of one epoch from (pseudo-)pairs, following the authors' schedule.
 
@@ -79,7 +80,8 @@ def build_items(
     duplicated up to ``min_epoch_fraction * num_ground`` items, and
     ``unlabelled_ratio * len(pairs)`` unlabelled items (a random unlabelled panorama with a
     random unlabelled tile) are added as negatives; above the switch every unlabelled
-    panorama joins as a negative item.
+    panorama joins as a negative item when ``unlabelled_after_switch`` (None: when
+    ``unlabelled_ratio > 0``). The authors: ratio 0, fraction 1, after-switch True.
 
     Args:
         labelled_ground / labelled_satellite: int [L] the pairs (one-to-one).
@@ -99,12 +101,12 @@ def build_items(
         lg, ls = lg[reps], ls[reps]
     free_g = np.setdiff1d(np.arange(num_ground), labelled_ground)
     free_s = np.setdiff1d(np.arange(num_satellite), labelled_satellite)
-    if unlabelled_ratio <= 0:
-        n_unlab = 0  # no unlabelled items at all, whatever the coverage
-    elif coverage < coverage_switch:
-        n_unlab = int(round(unlabelled_ratio * max(len(lg), 1)))
+    if unlabelled_after_switch is None:
+        unlabelled_after_switch = unlabelled_ratio > 0
+    if coverage < coverage_switch:
+        n_unlab = int(round(max(unlabelled_ratio, 0.0) * max(len(lg), 1)))
     else:
-        n_unlab = len(free_g)
+        n_unlab = len(free_g) if unlabelled_after_switch else 0
     n_unlab = min(n_unlab, len(free_g), len(free_s))
     ug = rng.choice(free_g, n_unlab, replace=False) if n_unlab else free_g[:0]
     us = rng.choice(free_s, n_unlab, replace=False) if n_unlab else free_s[:0]
@@ -132,6 +134,7 @@ def pair_items(
         coverage_switch=preset.coverage_switch,
         min_epoch_fraction=preset.min_epoch_fraction,
         seed=seed,
+        unlabelled_after_switch=preset.unlabelled_after_switch,
     )
 
 
@@ -222,6 +225,7 @@ def train_on_items(
     dist_info: DistInfo | None = None,
     state: dict | None = None,
     final_extra: dict | None = None,
+    optimizer_state: Path | None = None,
 ) -> StageResult:
     """Train both encoders on ``items`` for ``cfg.epochs`` epochs (resumable).
 
@@ -237,7 +241,7 @@ def train_on_items(
             instead of the split's real tiles.
         tile_neighbours: int [S, K] hard-negative candidates per tile (None = random batches).
         progress: reports the stage's progress and is checked for cancellation (None = silent).
-        state / final_extra: see :meth:`StageRunner.run`.
+        state / final_extra / optimizer_state: see :meth:`StageRunner.run`.
     """
     from ucvgl.services.augment import PairTransform
 
@@ -300,7 +304,12 @@ def train_on_items(
     )
     epoch_sampler.set_epoch(0)
     return runner.run(
-        epoch_batches, len(epoch_sampler), loss_fn, state=state, final_extra=final_extra
+        epoch_batches,
+        len(epoch_sampler),
+        loss_fn,
+        state=state,
+        final_extra=final_extra,
+        optimizer_state=optimizer_state,
     )
 
 

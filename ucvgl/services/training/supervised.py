@@ -9,6 +9,7 @@ while always keeping the known pairs.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,19 @@ def train_on_pairs(
     progress: Progress | None = None,
     dist_info: DistInfo | None = None,
     seed: int = 0,
+    epoch_window: tuple[int, int] | None = None,
 ) -> StageResult:
-    """Train on known pairs (unlabelled images of the pool as extra negatives), resumable."""
+    """Train on known pairs (unlabelled images of the pool as extra negatives), resumable.
+
+    ``epoch_window`` (offset, total) makes the stage the first epochs of a longer cosine
+    (``StageConfig.epoch_window``: no warm-up, no budget cycles), as the semi-supervised
+    warm-up before a "continuous" AMM schedule.
+    """
     cfg = StageConfig.from_preset(preset, name, epochs=epochs, lr=lr, seed=seed)
+    if epoch_window is not None:
+        cfg = dataclasses.replace(
+            cfg, warmup_fraction=0.0, max_epochs=None, epoch_window=epoch_window
+        )
     return train_on_items(
         model,
         split,
@@ -70,7 +81,7 @@ def train_on_pairs(
         cfg,
         stage_dir,
         preset,
-        smoothing=preset.smoothing_pseudo,
+        smoothing=preset.smoothing_for("pseudo"),
         tile_neighbours=stage_tile_neighbours(model, split, preset, stage_dir, device=device),
         device=device,
         progress=progress,

@@ -14,6 +14,11 @@ epochs (cycle 1: warm-up + cosine), and while the mean epoch loss still drops by
 learning rate; the optimiser state is kept). The cycle plan is saved in every checkpoint,
 so a resumed stage follows the same schedule; the decision (``budget``) is saved with the
 final weights and in ``budget.json``.
+
+A stage can instead be one window of a longer schedule (``StageConfig.epoch_window``, the
+authors' AMM: one cosine over all rounds, constant within an epoch, no warm-up), and can
+start from another stage's AdamW moments (``StageRunner.run(optimizer_state=...)``), so
+consecutive stages train as one run with one optimiser.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ class StageConfig:
         min_improvement: the relative loss drop over a cycle that earns another cycle: the
             loss of the cycle's last epoch against that of the previous cycle's last epoch
             (cycle 1: against its own first epoch).
+        epoch_window: None, or (offset, total): this stage's epochs are epochs
+            ``offset .. offset + epochs - 1`` of a ``total``-epoch schedule whose learning
+            rate is ``lr * (1 + cos(pi * e / total)) / 2`` during epoch e (no warm-up, one
+            value per epoch, as the authors' ``adjust_learning_rate``). Needs
+            ``max_epochs`` None and ``offset + epochs <= total``.
     """
 
     name: str
@@ -75,8 +85,17 @@ class StageConfig:
     seed: int = 0
     max_epochs: int | None = None
     min_improvement: float = 0.05
+    epoch_window: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.epoch_window is not None:
+            offset, total = self.epoch_window
+            if self.max_epochs is not None or not 0 <= offset <= offset + self.epochs <= total:
+                raise ValueError(
+                    f"{self.name}: epoch_window (offset, total) needs max_epochs None and "
+                    f"0 <= offset <= offset + epochs <= total, got {self.epoch_window} with "
+                    f"{self.epochs} epochs"
+                )
         if self.epochs < 0:
             raise ValueError(f"{self.name}: epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:
@@ -177,6 +196,42 @@ def cycle_lambda(plan: list[dict[str, int]]) -> Callable[[int], float]:
         return cosine_lambda(cycle["steps"], cycle["warmup"])(step - cycle["start_step"])
 
     return factor
+
+
+def window_lambda(offset: int, total: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """Learning-rate multiplier of a stage that is a window of one longer cosine.
+
+    During the stage's epoch e (0-based; step // steps_per_epoch) the multiplier is
+    ``(1 + cos(pi * (offset + e) / total)) / 2``: constant within an epoch, no warm-up.
+    """
+    per_epoch = max(1, steps_per_epoch)
+
+    def factor(step: int) -> float:
+        epoch = offset + step // per_epoch
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / max(1, total)))
+
+    return factor
+
+
+def import_optimizer_moments(optimizer: torch.optim.Optimizer, path: Path) -> bool:
+    """Load the per-parameter AdamW state of another stage's ``checkpoint.pt``.
+
+    Only the moments (``state``) are taken; this stage's learning rate, weight decay and
+    schedule stay. Returns False (and changes nothing) when ``path`` is missing or holds
+    another parameter layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=False).get("optimizer")
+    own = optimizer.state_dict()
+    if saved is None or [len(g["params"]) for g in saved["param_groups"]] != [
+        len(g["params"]) for g in own["param_groups"]
+    ]:
+        return False
+    own["state"] = saved["state"]
+    optimizer.load_state_dict(own)
+    return True
 
 
 def cycle_of(plan: list[dict[str, int]], epoch: int) -> int:
@@ -353,6 +408,7 @@ class StageRunner:
         state: dict[str, Any] | None = None,
         on_epoch_end: Callable[[int], dict[str, Any]] | None = None,
         final_extra: dict[str, Any] | None = None,
+        optimizer_state: Path | None = None,
     ) -> StageResult:
         """Train ``cfg.epochs`` epochs (more cycles while the loss improves, up to
         ``cfg.max_epochs``), resuming from ``checkpoint.pt`` when present.
@@ -367,6 +423,9 @@ class StageRunner:
                 ``StageResult.extra``.
             on_epoch_end: called after each epoch; its dict joins the epoch's history.
             final_extra: stored with the final weights (``save_model(extra=...)``).
+            optimizer_state: another stage's ``checkpoint.pt`` whose AdamW moments this
+                stage starts from (ignored when resuming this stage's own checkpoint, or
+                when the file is missing); see :func:`import_optimizer_moments`.
 
         Returns:
             The result; its ``budget`` (also in ``extra``, ``checkpoint.pt`` and
@@ -396,7 +455,10 @@ class StageRunner:
         step_module = wrap_for_training(model, self.dist)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         plan = [new_cycle(0, cfg.epochs, 0, steps_per_epoch, cfg.warmup_fraction)]
-        factor = cycle_lambda(plan)
+        if cfg.epoch_window is None:
+            factor = cycle_lambda(plan)
+        else:
+            factor = window_lambda(*cfg.epoch_window, steps_per_epoch)
         # A plain function (not the plan object): the scheduler's state holds no schedule,
         # the checkpoint's "cycle_plan" does.
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
@@ -415,6 +477,9 @@ class StageRunner:
             start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
             stage_state = dict(ckpt.get("state", {}))
             budget = ckpt.get("budget")
+        elif optimizer_state is not None:
+            imported = import_optimizer_moments(optimizer, optimizer_state)
+            stage_state["optimizer_from"] = str(optimizer_state) if imported else None
         resumed_from = start_epoch
 
         def planned_end() -> int:

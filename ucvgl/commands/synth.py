@@ -72,6 +72,9 @@ def register(app: typer.Typer) -> None:
         ),
         train: int = typer.Option(1000, "--train", min=0, help="Training locations."),
         val: int = typer.Option(500, "--val", min=0, help="Validation (VIGOR: test) locations."),
+        test: int = typer.Option(
+            0, "--test", min=0, help="CVACT only: CVACT_test locations (ANU_data_test/)."
+        ),
         seed: int | None = typer.Option(
             None, "--seed", help="Random seed (default 0); same seed, same bytes."
         ),
@@ -167,17 +170,19 @@ def register(app: typer.Typer) -> None:
                 cities=city_list,
                 jpeg_quality=quality,
                 world=settings,
+                n_test=test,
             )
         except UcvglError as exc:
             progress.close()
             fail(str(exc))
         progress.close()
         seconds = time.perf_counter() - start
-        n = train + val
+        n = train + val + test
         name = f"world {world} " if world else ""
+        tests = f" + {test} test (ANU_data_test/)" if test else ""
         typer.echo(
             f"wrote a synthetic {fmt} dataset ({name}seed {seed_}) to {out}: {train} train + "
-            f"{val} val locations, panoramas {size[0]}x{size[1]}, tiles {sat}x{sat}"
+            f"{val} val{tests} locations, panoramas {size[0]}x{size[1]}, tiles {sat}x{sat}"
         )
         changed = settings.changed()
         if changed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -115,7 +115,11 @@ class ViewSplit:
 
 @dataclass
 class CrossViewDataset:
-    """A cross-view dataset: its format, root, panorama kind, splits and validation report."""
+    """A cross-view dataset: its format, root, panorama kind, splits and validation report.
+
+    ``load_options`` are the options it was read with (``load_dataset``'s ``skip_invalid``
+    and format options such as VIGOR's ``protocol``), so it can be read again the same way.
+    """
 
     name: str
     format: DatasetFormat
@@ -123,6 +127,7 @@ class CrossViewDataset:
     panorama: PanoramaKind
     splits: dict[str, ViewSplit]
     report: ValidationReport = field(default_factory=ValidationReport)
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> ViewSplit:
         """The split called ``name``; raises KeyError naming the splits that exist."""

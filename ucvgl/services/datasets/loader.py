@@ -84,6 +84,7 @@ def load_dataset(
         progress=progress,
         **options,
     )
+    dataset.load_options = {"skip_invalid": skip_invalid, **options}
     return _drop_empty_splits(dataset)
 
 

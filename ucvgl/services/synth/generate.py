@@ -198,6 +198,7 @@ def generate_world(
     origin: tuple[float, float] | None = None,
     jpeg_quality: int = 90,
     world: WorldSettings | None = None,
+    n_test: int = 0,
 ) -> Path:
     """Generate a synthetic cross-view dataset in one of the public layouts.
 
@@ -223,6 +224,8 @@ def generate_world(
         world: the world's scene and camera knobs (:class:`WorldSettings`; None: the
             defaults, which reproduce the original world byte for byte). Recorded in
             synth_meta.json's ``params.world``.
+        n_test: CVACT only: CVACT_test locations, written to ``ANU_data_test/`` (read as
+            split "test"; in neither split struct of ACT_data.mat).
 
     Returns:
         ``out``.
@@ -244,6 +247,7 @@ def generate_world(
         origin=(float(origin[0]), float(origin[1])) if origin is not None else None,
         jpeg_quality=int(jpeg_quality),
         world=world if world is not None else WorldSettings(),
+        n_test=int(n_test),
     )
     out = Path(out)
     _check_output(out, spec)
@@ -252,7 +256,7 @@ def generate_world(
     atomic_write_text(out / META_FILE, _meta(spec, writer, None, complete=False))
 
     chunks: list[ChunkPlan] = writer.chunks()
-    total = float(spec.n_train + spec.n_val)
+    total = float(spec.n_train + spec.n_val + spec.n_test)
     done_locations = 0
     for n, chunk in enumerate(chunks):
         progress.check_cancelled()

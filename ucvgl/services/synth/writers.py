@@ -48,12 +48,19 @@ class SynthSpec:
     origin: tuple[float, float] | None = None
     jpeg_quality: int = 90
     world: WorldSettings = WorldSettings()
+    n_test: int = 0
+    """CVACT only: locations written to ``ANU_data_test/`` (CVACT_test), in no .mat split."""
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"unknown synth format {self.format!r}; choose one of {FORMATS}")
         if self.n_train < 0 or self.n_val < 0 or self.n_train + self.n_val == 0:
             raise ConfigError("n_train and n_val must be >= 0 and not both 0")
+        if self.n_test < 0 or (self.n_test and self.format != "cvact"):
+            raise ConfigError(
+                f"n_test (CVACT_test locations) is for format cvact only and must be >= 0; "
+                f"got {self.n_test} for format {self.format!r}"
+            )
         h, w = self.pano_size
         if h < 8 or w < 16:
             raise ConfigError(f"pano_size {self.pano_size} is too small (at least 8x16)")
@@ -84,6 +91,8 @@ class SynthSpec:
         d["cities"] = list(self.cities)
         d["origin"] = list(self.origin) if self.origin is not None else None
         d["world"] = self.world.params()
+        if not self.n_test:  # worlds written before CVACT_test existed resume unchanged
+            del d["n_test"]
         return d
 
     def band_rows(self) -> tuple[int, int]:
@@ -139,6 +148,11 @@ class ChunkPlan:
     start: int  # first location index inside the group
     count: int
     is_val: np.ndarray = field(repr=False)  # bool [count]
+    is_test: np.ndarray | None = field(default=None, repr=False)  # bool [count] (CVACT_test)
+
+    def test_at(self, j: int) -> bool:
+        """Whether location ``j`` of the chunk belongs to the test set (CVACT_test)."""
+        return self.is_test is not None and bool(self.is_test[j])
 
 
 def _split_counts(total: int, parts: int) -> list[int]:
@@ -176,15 +190,21 @@ class LayoutWriter:
         plans: list[ChunkPlan] = []
         trains = _split_counts(self.spec.n_train, len(self.groups))
         vals = _split_counts(self.spec.n_val, len(self.groups))
+        tests = _split_counts(self.spec.n_test, len(self.groups))
         for gi, group in enumerate(self.groups):
-            n = trains[gi] + vals[gi]
+            n = trains[gi] + vals[gi] + tests[gi]
             is_val = np.zeros(n, bool)
-            is_val[self.rng.permutation(n)[: vals[gi]]] = True
+            is_test = np.zeros(n, bool)
+            order = self.rng.permutation(n)
+            is_val[order[: vals[gi]]] = True
+            is_test[order[vals[gi] : vals[gi] + tests[gi]]] = True
             n_chunks = max(1, math.ceil(n / CHUNK_LOCATIONS))
             sizes = _split_counts(n, n_chunks)
             start = 0
             for ci, size in enumerate(sizes):
-                plans.append(ChunkPlan(gi, group, ci, start, size, is_val[start : start + size]))
+                part = slice(start, start + size)
+                test = is_test[part] if tests[gi] else None
+                plans.append(ChunkPlan(gi, group, ci, start, size, is_val[part], test))
                 start += size
         return plans
 
@@ -327,13 +347,16 @@ class CvusaWriter(LayoutWriter):
 # --------------------------------------------------------------------------- CVACT
 class CvactWriter(LayoutWriter):
     """``ACT_data.mat`` (panoIds, utm, trainSet.trainInd, valSet.valInd; 1-based) and
-    ``ANU_data_small/{streetview,satview_polish}/<id>_*.jpg``."""
+    ``ANU_data_small/{streetview,satview_polish}/<id>_*.jpg``; with ``n_test`` also
+    CVACT_test in ``ANU_data_test/{streetview,satview_polish}/`` (its ids are rows of
+    panoIds/utm but in neither split struct, paired by id like the real CVACT_test)."""
 
     def __init__(self, out: Path, spec: SynthSpec) -> None:
         super().__init__(out, spec)
-        self.ids = _unique_ids(spec.n_train + spec.n_val, self.rng)
+        self.ids = _unique_ids(spec.n_train + spec.n_val + spec.n_test, self.rng)
         self.utm = np.zeros((len(self.ids), 2), np.float64)
         self.is_val = np.zeros(len(self.ids), bool)
+        self.is_test = np.zeros(len(self.ids), bool)
 
     def chunk_tasks(self, chunk: ChunkPlan, city: City) -> list[RenderTask]:
         tasks = []
@@ -341,10 +364,11 @@ class CvactWriter(LayoutWriter):
         for j, (x, y) in enumerate(city.locations):
             k = chunk.start + j
             ident = self.ids[k]
+            folder = "ANU_data_test" if chunk.test_at(j) else "ANU_data_small"
             tasks.append(
                 RenderTask(
                     "satellite",
-                    f"ANU_data_small/satview_polish/{ident}_satView_polish.jpg",
+                    f"{folder}/satview_polish/{ident}_satView_polish.jpg",
                     x,
                     y,
                     _loc_key(chunk, j, 0),
@@ -353,7 +377,7 @@ class CvactWriter(LayoutWriter):
             tasks.append(
                 RenderTask(
                     "panorama",
-                    f"ANU_data_small/streetview/{ident}_grdView.jpg",
+                    f"{folder}/streetview/{ident}_grdView.jpg",
                     x,
                     y,
                     _loc_key(chunk, j, 1),
@@ -361,12 +385,13 @@ class CvactWriter(LayoutWriter):
             )
             self.utm[k] = (CVACT_UTM_ORIGIN[0] + g[j, 0], CVACT_UTM_ORIGIN[1] + g[j, 1])
             self.is_val[k] = chunk.is_val[j]
+            self.is_test[k] = chunk.test_at(j)
         return tasks
 
     def finish(self) -> dict:
         from scipy.io import savemat
 
-        train = (np.flatnonzero(~self.is_val) + 1).astype(np.int32).reshape(-1, 1)
+        train = (np.flatnonzero(~self.is_val & ~self.is_test) + 1).astype(np.int32).reshape(-1, 1)
         val = (np.flatnonzero(self.is_val) + 1).astype(np.int32).reshape(-1, 1)
         mdict = {
             "panoIds": np.asarray(self.ids),
@@ -377,7 +402,10 @@ class CvactWriter(LayoutWriter):
         buf = io.BytesIO()
         savemat(buf, mdict, do_compression=False)
         atomic_write(self.out / "ACT_data.mat", lambda fh: fh.write(buf.getvalue()))
-        return {"train": int(len(train)), "val": int(len(val))}
+        counts = {"train": int(len(train)), "val": int(len(val))}
+        if self.spec.n_test:
+            counts["test"] = int(self.is_test.sum())
+        return counts
 
 
 # --------------------------------------------------------------------------- VIGOR

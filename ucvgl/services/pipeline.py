@@ -11,6 +11,17 @@ its last checkpoint) when the same run is started again. ``RUN_DIR/report.json``
 the mode, preset, dataset counts, recall (percent), per-round pseudo-label statistics and
 the time of every stage.
 
+Started from a trained model (``init_from``, ``ucvgl.services.init_source``), a run loads
+that run's selected model instead of random weights: unsupervised runs skip the cold start
+(the projection, prior, CycleGAN and fakes still run on the new data where the preset uses
+them: they are label-free) and run AMM from it (adaptation); semi-supervised runs train
+the known pairs from it (the paper's "Ours-base*"); supervised runs fine-tune it.
+
+Evaluation splits (``ucvgl.services.eval_splits``): ``eval_splits`` names the held-out
+splits evaluated (CVACT ``val``/``test``, VIGOR ``same_area``/``cross_area``, ...); none of
+them shares panoramas (or, one-to-one layouts, tiles) with the training pool, and
+``report.json``'s ``recall_per_split`` gives each split's recall.
+
 Label-free stage checks (``ucvgl.services.health``) run after ``translate`` (does the
 CycleGAN keep the BEVs' content? if not, the cold start and AMM use the BEVs instead of the
 fakes), after the cold start and on the selected model before it is copied (does the model
@@ -40,6 +51,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ucvgl.services.datasets.index import CrossViewDataset, ViewSplit
+from ucvgl.services.eval_splits import (
+    EVAL_SPLITS,
+    check_eval_splits,
+    check_not_trained_on,
+    dataset_split_name,
+    parse_eval_splits,
+    vigor_protocol,
+)
 from ucvgl.services.preset_overrides import OverrideError, resolve_preset, settings_json
 from ucvgl.services.presets import Preset, get_preset
 from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
@@ -48,6 +67,7 @@ from ucvgl.shared.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from ucvgl.services.health import StageCheck
+    from ucvgl.services.init_source import SourceModel
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +104,9 @@ RUN_FILE = "run.json"
 REPORT_FILE = "report.json"
 TIMES_FILE = "stage_times.json"
 SELECTED_MODEL = Path("model") / "selected.pt"
+INIT_MODEL = Path("stages") / "init" / "model.pt"
+"""The run's copy of its ``init_from`` source model (AMM's 'start' candidate)."""
+EVALUATION_FILE = "evaluation.json"
 PRIOR_FILE = "prior.json"
 PRIOR_PAIRS_FILE = "prior_pairs.npz"
 WEIGHTS_FILE = "weights.json"
@@ -125,6 +148,40 @@ def evaluation_split_name(dataset: CrossViewDataset) -> str | None:
     return None
 
 
+def dataset_protocol(dataset: CrossViewDataset) -> str | None:
+    """The VIGOR protocol ``dataset`` was read with (None for other formats)."""
+    if dataset.format != "vigor":
+        return None
+    return str(dataset.load_options.get("protocol") or "same_area")
+
+
+def default_eval_splits(dataset: CrossViewDataset, train_name: str) -> list[str]:
+    """The evaluation split when none is asked for: 'val', else 'test' (VIGOR: its protocol).
+
+    None when that is the training split itself (a dataset with one split): it is not
+    evaluated, since evaluating a split never trains on it.
+    """
+    name = evaluation_split_name(dataset)
+    if name is None or name == train_name:
+        return []
+    protocol = dataset_protocol(dataset)
+    return [protocol] if protocol is not None and name == "test" else [name]
+
+
+def dataset_for_eval_splits(
+    dataset: CrossViewDataset, eval_splits: list[str] | None
+) -> CrossViewDataset:
+    """``dataset``, read again with the VIGOR protocol that ``eval_splits`` needs."""
+    needed = vigor_protocol(eval_splits) if dataset.format == "vigor" else None
+    if needed is None or needed == dataset_protocol(dataset):
+        return dataset
+    from ucvgl.services.datasets import load_dataset
+
+    options = {**dataset.load_options, "protocol": needed}
+    log.info("reading %s again with VIGOR protocol %s", dataset.root, needed)
+    return load_dataset(dataset.root, "vigor", name=dataset.name, **options)
+
+
 class PipelineRun:
     """One run folder: its dataset, preset, mode, model, and resumable stages.
 
@@ -138,6 +195,11 @@ class PipelineRun:
         device: 'cpu', 'cuda', 'cuda:N' or None (settings).
         progress: progress / cancellation.
         seed: seeds model initialisation, data order and the semi-supervised pair choice.
+        init_from: a finished run folder whose selected model is the starting point
+            (instead of random weights or the cold start); None = from scratch.
+        init_model_id: the service's Model row of ``init_from`` (recorded in the report).
+        eval_splits: evaluation split names (see ``ucvgl.services.eval_splits``); None =
+            'val', else 'test'. A VIGOR dataset is read again with the protocol they need.
     """
 
     def __init__(
@@ -151,6 +213,9 @@ class PipelineRun:
         device: str | None = None,
         progress: Progress | None = None,
         seed: int = 0,
+        init_from: str | Path | None = None,
+        init_model_id: int | None = None,
+        eval_splits: str | list[str] | None = None,
     ) -> None:
         from ucvgl.shared.config import get_settings
 
@@ -158,6 +223,10 @@ class PipelineRun:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if not 0.0 < float(gt_ratio) <= 1.0:
             raise ConfigError(f"gt_ratio must be in (0, 1], got {gt_ratio}")
+        asked = parse_eval_splits(eval_splits)
+        if asked is not None:
+            check_eval_splits(dataset.format, asked)
+            dataset = dataset_for_eval_splits(dataset, asked)
         self.dataset = dataset
         self.run_dir = Path(run_dir)
         self.mode = mode
@@ -168,7 +237,18 @@ class PipelineRun:
         self.progress = progress or NullProgress()
         self.seed = int(seed)
         self.train_name = training_split_name(dataset)
-        self.eval_name = evaluation_split_name(dataset)
+        self.eval_names = (
+            asked if asked is not None else default_eval_splits(dataset, self.train_name)
+        )
+        self._check_eval_splits()
+        self.eval_name = self.eval_names[0] if self.eval_names else None
+        self.source: SourceModel | None = None
+        self.init_model_id = init_model_id
+        if init_from is not None:
+            from ucvgl.services.init_source import check_fits
+
+            self.source = self._resolve_source(init_from)
+            check_fits(self.source, self.preset)
         self._model = None
         self._weights: dict[str, Any] | None = None
         from ucvgl.services.training.distributed import init_distributed
@@ -178,9 +258,46 @@ class PipelineRun:
             self.device = self.dist.device
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_run_file()
+        if self.source is not None:
+            self._copy_source()
         self.times: dict[str, float] = self._load_times()
 
     # ------------------------------------------------------------------ bookkeeping
+    def _resolve_source(self, init_from: str | Path) -> SourceModel:
+        """The source model; a run that copied it already goes on without the source."""
+        from ucvgl.services.init_source import resolve_source, source_from_dict
+
+        try:
+            return resolve_source(init_from)
+        except ConfigError:
+            run_file, copy = self.run_dir / RUN_FILE, self.run_dir / INIT_MODEL
+            saved = json.loads(run_file.read_text()) if run_file.exists() else {}
+            record = saved.get("init_source")
+            same = record and Path(record["run_dir"]) == Path(init_from).expanduser().resolve()
+            if not (same and copy.exists()):
+                raise
+            log.warning("source run %s is gone; this run goes on from its copy %s", init_from, copy)
+            return source_from_dict(record)
+
+    def _check_eval_splits(self) -> None:
+        """Each evaluation split exists, has ground truth's shape and is not trained on."""
+        train = self.train_split
+        for name in self.eval_names:
+            split_name = dataset_split_name(self.dataset.format, name)
+            if split_name not in self.dataset.splits:
+                hint = ""
+                if self.dataset.format == "cvact" and split_name == "test":
+                    hint = " (CVACT_test is read from ANU_data_test/{streetview,satview_polish}/)"
+                raise ConfigError(
+                    f"eval_split {name!r}: dataset {self.dataset.name!r} at {self.dataset.root} "
+                    f"has no split {split_name!r}{hint}; its splits: {sorted(self.dataset.splits)}"
+                )
+            if split_name == self.train_name:
+                raise ConfigError(
+                    f"eval_split {name!r} is the training split of dataset {self.dataset.name!r}"
+                )
+            check_not_trained_on(self.dataset.format, train, self.dataset.split(split_name), name)
+
     def _check_run_file(self) -> None:
         path = self.run_dir / RUN_FILE
         mine = {
@@ -190,12 +307,17 @@ class PipelineRun:
             "data": str(self.dataset.root),
             "gt_ratio": self.gt_ratio if self.mode == "semi" else None,
             "seed": self.seed,
+            "init_from": None if self.source is None else str(self.source.run_dir),
+            "vigor_protocol": dataset_protocol(self.dataset),
         }
         if path.exists():
             saved = json.loads(path.read_text())
+            if self.dataset.format == "vigor":
+                saved.setdefault("vigor_protocol", "same_area")
             clash = [
                 k
-                for k in ("mode", "preset", "format", "gt_ratio", "seed")
+                for k in ("mode", "preset", "format", "gt_ratio", "seed", "init_from")
+                + ("vigor_protocol",)
                 if saved.get(k) != mine[k]
             ]
             if clash:
@@ -205,7 +327,54 @@ class PipelineRun:
                     f"or the same settings to resume it"
                 )
         elif self.dist.is_main:
-            write_json(path, {**mine, "preset_settings": self.preset.to_dict()})
+            extra = {
+                "eval_splits": self.eval_names,
+                "init_source": None if self.source is None else self.source.to_dict(),
+                "preset_settings": self.preset.to_dict(),
+            }
+            write_json(path, {**mine, **extra})
+
+    def _copy_source(self) -> None:
+        """Copy the source model to ``INIT_MODEL`` once (the run's own starting point)."""
+        from ucvgl.services.init_source import file_sha256
+
+        assert self.source is not None
+        target = self.run_dir / INIT_MODEL
+        if self.dist.is_main and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(self.source.model_file, tmp)
+            tmp.replace(target)
+        self._barrier()
+        if file_sha256(target) != self.source.sha256:
+            log.warning(
+                "%s changed since this run copied it to %s; the run goes on from its copy",
+                self.source.model_file,
+                target,
+            )
+
+    @property
+    def init_path(self) -> Path | None:
+        """The run's copy of its source model, or None (no ``init_from``)."""
+        return None if self.source is None else self.run_dir / INIT_MODEL
+
+    def stages(self) -> tuple[str, ...]:
+        """The stages of this run: the mode's, without the cold start when it has a source.
+
+        An unsupervised run from a source keeps the label-free inputs AMM uses on the new
+        data: the projection prior (``projection_prior``) and the fake satellites
+        (``amm_fake_query``, so projection, CycleGAN and translation).
+        """
+        if self.source is None or self.mode != "unsupervised":
+            return STAGES[self.mode]
+        before: list[str] = []
+        if self.preset.projection_prior or self.preset.amm_fake_query:
+            before.append("project")
+        if self.preset.projection_prior:
+            before.append("prior")
+        if self.preset.amm_fake_query:
+            before += ["cyclegan", "translate"]
+        return (*before, "amm", "select", "evaluate", "index")
 
     def _load_times(self) -> dict[str, float]:
         path = self.run_dir / TIMES_FILE
@@ -289,19 +458,31 @@ class PipelineRun:
         """The starting weights of each encoder: {'ground'|'satellite': ResolvedWeights}.
 
         Resolved once (``preset.weights``, ``Settings.weights_dir``, the Hugging Face hub
-        cache) and recorded in ``RUN_DIR/weights.json``.
+        cache) and recorded in ``RUN_DIR/weights.json``. A run with a source model
+        (``init_from``) starts from that instead (source ``init_from``: its copy and sha256),
+        so it needs no backbone weights.
 
         Raises:
             ConfigError: the weights cannot be had (names the tag, where it looked, and
                 ``--weights none``).
         """
         if self._weights is None:
-            from ucvgl.services.models.weights import resolve_weights
+            from ucvgl.services.models.weights import ResolvedWeights, resolve_weights
             from ucvgl.shared.config import get_settings
 
-            resolved = resolve_weights(
-                self.preset.backbone, self.preset.weights, weights_dir=get_settings().weights_dir
-            )
+            if self.source is not None:
+                resolved = ResolvedWeights(
+                    self.preset.backbone,
+                    "init_from",
+                    file=self.init_path,
+                    sha256=self.source.sha256,
+                )
+            else:
+                resolved = resolve_weights(
+                    self.preset.backbone,
+                    self.preset.weights,
+                    weights_dir=get_settings().weights_dir,
+                )
             # both encoders have the preset's backbone and start from the same weights
             self._weights = {"ground": resolved, "satellite": resolved}
             if self.dist.is_main:
@@ -320,11 +501,16 @@ class PipelineRun:
             from ucvgl.services.models import build_model
 
             weights = self.backbone_weights()["ground"]
-            config = self.preset.encoder_config().model_copy(
-                update={"weights": weights.file, "weights_tag": weights.tag}
-            )
+            start = {"weights": weights.file, "weights_tag": weights.tag}
+            if self.source is not None:  # random init, then the source's weights (below)
+                start = {"weights": None, "weights_tag": None}
+            config = self.preset.encoder_config().model_copy(update=start)
             torch.manual_seed(self.seed)
             self._model = build_model(config)
+            if self.init_path is not None:
+                from ucvgl.services.training.trainer import load_weights_into
+
+                load_weights_into(self._model, self.init_path)
         return self._model
 
     def _barrier(self) -> None:
@@ -512,7 +698,7 @@ class PipelineRun:
     def amm_uses_queries(self) -> bool:
         """Whether AMM adds fake (or BEV) images to its panorama queries."""
         uses_cold_start = self.mode == "unsupervised" or (
-            self.mode == "semi" and self.preset.semi_cold_start
+            self.mode == "semi" and self.preset.semi_cold_start and self.source is None
         )
         return uses_cold_start and self.preset.amm_fake_query
 
@@ -529,6 +715,11 @@ class PipelineRun:
         """
         from ucvgl.services.training.cold_start import cold_start, cold_start_model_path
 
+        if self.source is not None:
+            raise ConfigError(
+                f"run {self.run_dir} starts from {self.source.run_dir} (--init-from): it has "
+                "no cold start"
+            )
         final = cold_start_model_path(self.preset, self.stages_dir)
         if final.exists():
             from ucvgl.services.training.trainer import load_weights_into
@@ -561,14 +752,17 @@ class PipelineRun:
 
         With ``preset.semi_cold_start`` the label-free cold start (projection, CycleGAN,
         intra-view, ground <-> fake) runs first and the known pairs continue from its
-        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``. With
+        weights at the low ``amm_lr``; otherwise they train from scratch at ``lr``. A run
+        with a source model (``init_from``) continues from it at ``amm_lr`` instead. With
         ``amm_schedule`` "continuous" these epochs are the first of the AMM cosine (the
         authors' semi-supervised run: one cosine over warm-up and re-labelling epochs).
         """
         from ucvgl.services.training.supervised import train_on_pairs
 
         lr = None
-        if self.preset.semi_cold_start:
+        if self.source is not None:
+            lr = self.preset.amm_lr
+        elif self.preset.semi_cold_start:
             self.cold_start(ScaledProgress(progress, 0.0, 0.8))
             progress = ScaledProgress(progress, 0.8, 1.0)
             lr = self.preset.amm_lr
@@ -619,6 +813,11 @@ class PipelineRun:
         return result.model_path
 
     def _start_path(self) -> Path:
+        if self.mode == "unsupervised" and self.init_path is not None:
+            from ucvgl.services.training.trainer import load_weights_into
+
+            load_weights_into(self.model, self.init_path)
+            return self.init_path
         if self.mode == "unsupervised":
             return self.cold_start(NullProgress())
         if self.mode == "semi":
@@ -688,47 +887,67 @@ class PipelineRun:
         load_weights_into(self.model, path)
         return self.model
 
-    def evaluate(self, progress: Progress) -> dict[str, Any] | None:
-        """Recall@1/5/10/1% of the selected model on the evaluation split (or None)."""
+    def evaluations(self) -> dict[str, dict[str, Any] | None]:
+        """The recall of every split evaluated so far (``evaluation.json``), by split name."""
+        path = self.run_dir / EVALUATION_FILE
+        if not path.exists():
+            return {}
+        saved = json.loads(path.read_text())
+        if "splits" in saved:
+            return saved["splits"]
+        return {saved["split"]: saved["recall"]} if saved.get("split") else {}
+
+    def _evaluate_split(self, model, name: str, progress: Progress) -> dict[str, Any] | None:
+        """Recall of ``model`` on evaluation split ``name`` (None without ground truth)."""
         from ucvgl.services.evaluation import recall_at_k, vigor_hit_rate
         from ucvgl.services.training.embed import embed_split
 
-        out = self.run_dir / "evaluation.json"
-        if out.exists():
-            return json.loads(out.read_text())["recall"]
-        model = self.selected_model()
-        if self.eval_name is None or not self.dataset.split(self.eval_name).has_ground_truth:
-            result = None
-        else:
-            split = self.dataset.split(self.eval_name)
-            cache = self.run_dir / "cache"
-            g = embed_split(
+        split_name = dataset_split_name(self.dataset.format, name)
+        split = self.dataset.split(split_name)
+        if not split.has_ground_truth:
+            return None
+        cache = self.run_dir / "cache"
+        g, s = (
+            embed_split(
                 model,
                 split,
-                "ground",
+                view,
                 batch_size=self.preset.eval_batch_size,
                 device=self.device,
                 cache_dir=cache,
-                progress=ScaledProgress(progress, 0.0, 0.5),
+                progress=ScaledProgress(progress, lo, hi),
             )
-            s = embed_split(
-                model,
-                split,
-                "satellite",
-                batch_size=self.preset.eval_batch_size,
-                device=self.device,
-                cache_dir=cache,
-                progress=ScaledProgress(progress, 0.5, 0.95),
+            for view, lo, hi in (("ground", 0.0, 0.5), ("satellite", 0.5, 0.95))
+        )
+        result = recall_at_k(g, s, split.positives, device=self.device)
+        if split.semi_positives is not None:
+            result.update(
+                vigor_hit_rate(g, s, split.positives, split.semi_positives, device=self.device)
             )
-            result = recall_at_k(g, s, split.positives, device=self.device)
-            if split.semi_positives is not None:
-                result.update(
-                    vigor_hit_rate(g, s, split.positives, split.semi_positives, device=self.device)
-                )
-        if self.dist.is_main:
-            write_json(out, {"split": self.eval_name, "recall": result})
-        progress.update("evaluate", 1.0)
+        result["dataset_split"] = split_name
         return result
+
+    def evaluate(self, progress: Progress) -> dict[str, Any] | None:
+        """Recall@1/5/10/1% of the selected model on every evaluation split.
+
+        Splits already in ``evaluation.json`` are not evaluated again. Returns the first
+        split's recall (None without an evaluation split or ground truth).
+        """
+        done = self.evaluations()
+        todo = [n for n in self.eval_names if n not in done]
+        if todo:
+            model = self.selected_model()
+            for i, name in enumerate(todo):
+                sub = ScaledProgress(progress, i / len(todo), (i + 1) / len(todo), name)
+                done[name] = self._evaluate_split(model, name, sub)
+            if self.dist.is_main:
+                first = self.eval_name
+                write_json(
+                    self.run_dir / EVALUATION_FILE,
+                    {"split": first, "recall": done.get(first), "splits": done},
+                )
+        progress.update("evaluate", 1.0)
+        return done.get(self.eval_name) if self.eval_name else None
 
     def index(self, progress: Progress) -> Path:
         """A faiss index over every satellite tile of the dataset (``run_dir/index``)."""
@@ -784,7 +1003,7 @@ class PipelineRun:
         from ucvgl.services.health import StageFailed as StageFailedError
 
         self.backbone_weights()  # before any work: missing weights stop the run here
-        stages = STAGES[self.mode]
+        stages = self.stages()
         weights = [STAGE_WEIGHTS[s] for s in stages]
         total, done = sum(weights), 0.0
         for name, w in zip(stages, weights, strict=True):
@@ -805,8 +1024,8 @@ class PipelineRun:
 
         amm_file = self.run_dir / "amm.json"
         amm = json.loads(amm_file.read_text()) if amm_file.exists() else {}
-        evaluation = self.run_dir / "evaluation.json"
-        recall = json.loads(evaluation.read_text())["recall"] if evaluation.exists() else None
+        per_split = self.evaluations()  # every split evaluated in this run folder
+        recall = per_split.get(self.eval_name) if self.eval_name else None
         rounds = amm.get("rounds", [])
         selection_file = self.run_dir / "model" / "selection.json"
         from ucvgl.services.health import HealthRecords
@@ -827,6 +1046,8 @@ class PipelineRun:
                 "format": self.dataset.format,
                 "train_split": self.train_name,
                 "eval_split": self.eval_name,
+                "eval_splits": self.eval_names,
+                "vigor_protocol": dataset_protocol(self.dataset),
                 "splits": self.dataset.counts(),
                 **(
                     {"known_pairs": int(len(self.known_pairs()[0])), "gt_ratio": self.gt_ratio}
@@ -838,6 +1059,14 @@ class PipelineRun:
             if recall is None
             else {k: recall.get(k) for k in ("r1", "r5", "r10", "r1p")}
             | {k: v for k, v in recall.items() if k not in ("r1", "r5", "r10", "r1p")},
+            "recall_per_split": per_split,
+            "init_from": None
+            if self.source is None
+            else {
+                **self.source.to_dict(),
+                "copy": str(self.init_path),
+                "init_model_id": self.init_model_id,
+            },
             "prior": json.loads((self.run_dir / PRIOR_FILE).read_text())
             if (self.run_dir / PRIOR_FILE).exists()
             else None,
@@ -853,7 +1082,7 @@ class PipelineRun:
                 if selection_file.exists()
                 else None,
             },
-            "stages": [{"name": s, "seconds": self.times.get(s, 0.0)} for s in STAGES[self.mode]],
+            "stages": [{"name": s, "seconds": self.times.get(s, 0.0)} for s in self.stages()],
             "run_dir": str(self.run_dir),
             "model_path": None if failure is not None else str(self.run_dir / SELECTED_MODEL),
             "index_dir": None if failure is not None else str(self.run_dir / "index"),
@@ -943,12 +1172,15 @@ def run_pipeline(
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
     config_file: Path | None = None,
+    init_from: str | Path | None = None,
+    eval_splits: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """Load the dataset at ``data`` and run the whole pipeline of ``mode`` into ``out``.
 
     A preset NAME is taken for the dataset's format, then ``config_file`` (YAML) and
     ``overrides`` (``--set``) change its settings (``resolve_preset``); a Preset object
-    gets only the file and the overrides.
+    gets only the file and the overrides. ``init_from`` and ``eval_splits``: see
+    :class:`PipelineRun`.
 
     Returns:
         The report (also written to ``out/report.json``).
@@ -970,6 +1202,8 @@ def run_pipeline(
         device=device,
         progress=progress,
         seed=seed,
+        init_from=init_from,
+        eval_splits=eval_splits,
     )
     return run.run()
 
@@ -986,17 +1220,27 @@ JOB_TYPES = (
     "index",
     "pipeline",
 )
-_COMMON_PARAMS = {"preset": str, "device": str, "seed": int, "overrides": dict}
+_COMMON_PARAMS = {
+    "preset": str,
+    "device": str,
+    "seed": int,
+    "overrides": dict,
+    # the source run folder; the API sets it from init_model_id (a Model row) and refuses
+    # it from clients
+    "init_from": str,
+    "init_model_id": int,
+}
+_EVAL = {"eval_split": (str, list)}
 _JOB_PARAMS: dict[str, dict[str, type | tuple]] = {
     "project": {},
     "cyclegan": {},
     "cold_start": {},
     "amm_round": {"round": int, "mode": str, "gt_ratio": (int, float)},
-    "semi": {"gt_ratio": (int, float)},
-    "supervised": {},
-    "evaluate": {"mode": str, "gt_ratio": (int, float)},
-    "index": {"mode": str, "gt_ratio": (int, float)},
-    "pipeline": {"mode": str, "gt_ratio": (int, float)},
+    "semi": {"gt_ratio": (int, float), **_EVAL},
+    "supervised": {**_EVAL},
+    "evaluate": {"mode": str, "gt_ratio": (int, float), **_EVAL},
+    "index": {"mode": str, "gt_ratio": (int, float), **_EVAL},
+    "pipeline": {"mode": str, "gt_ratio": (int, float), **_EVAL},
 }
 _JOB_MODE = {
     "project": "unsupervised",
@@ -1040,6 +1284,19 @@ def validate_job_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]
         raise ConfigError(f"params.round: must be >= 1, got {out['round']}")
     if job_type in _JOB_MODE and out.get("mode", _JOB_MODE[job_type]) != _JOB_MODE[job_type]:
         raise ConfigError(f"params.mode: job {job_type!r} runs mode {_JOB_MODE[job_type]!r}")
+    if "eval_split" in out:
+        try:
+            names = parse_eval_splits(out["eval_split"])
+        except ConfigError as exc:
+            raise ConfigError(f"params.{exc}") from None
+        known = sorted({n for names_ in EVAL_SPLITS.values() for n in names_})
+        bad = [n for n in names or [] if n not in known]
+        if bad:
+            raise ConfigError(f"params.eval_split: unknown split(s) {bad}; known: {known}")
+    if "init_model_id" in out and "init_from" not in out:
+        raise ConfigError("params.init_model_id: the service resolves it to params.init_from")
+    if "init_from" in out and job_type == "cold_start":
+        raise ConfigError("params.init_from: a run started from a model has no cold start")
     return out
 
 
@@ -1079,6 +1336,9 @@ def run_job(
         device=p.get("device"),
         progress=progress,
         seed=int(p.get("seed", 0)),
+        init_from=p.get("init_from"),
+        init_model_id=p.get("init_model_id"),
+        eval_splits=p.get("eval_split"),
     )
     if job_type == "project":
         paths = run._timed("project", run.project, progress)
@@ -1108,7 +1368,7 @@ def run_job(
         return run.run()
     if job_type == "evaluate":
         recall = run._timed("evaluate", run.evaluate, progress)
-        return {"split": run.eval_name, "recall": recall}
+        return {"split": run.eval_name, "recall": recall, "recall_per_split": run.evaluations()}
     if job_type == "index":
         out = run._timed("index", run.index, progress)
         return {"index_dir": str(out), "model_path": str(run.run_dir / SELECTED_MODEL)}

@@ -153,8 +153,66 @@ def create_job(
     return job
 
 
-RUN_PARAMS = ("mode", "preset", "overrides", "seed", "gt_ratio", "device")
+RUN_PARAMS = (
+    "mode",
+    "preset",
+    "overrides",
+    "seed",
+    "gt_ratio",
+    "device",
+    "init_from",
+    "init_model_id",
+)
 """Parameters a model's run folder was created with; later jobs on it must repeat them."""
+
+SELECTED_MODEL_FILE = Path("model") / "selected.pt"
+
+
+def resolve_init_model(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``init_from`` set from ``init_model_id`` (a Model row's run folder).
+
+    A client never names a folder on the workers itself: ``params.init_from`` is refused.
+
+    Raises:
+        ApiProblem: 422 naming ``body.params.init_from`` or ``body.params.init_model_id``
+            (not an integer, no such model, or its run has no selected model yet).
+    """
+    if "init_from" in params:
+        raise field_problem(
+            "body.params.init_from",
+            "give params.init_model_id (a model id) instead; the service resolves its run folder",
+        )
+    if params.get("init_model_id") is None:
+        return {k: v for k, v in params.items() if k != "init_model_id"}
+    model_id = params["init_model_id"]
+    if not isinstance(model_id, int) or isinstance(model_id, bool):
+        raise field_problem("body.params.init_model_id", f"expected a model id, got {model_id!r}")
+    model = session.get(Model, model_id)
+    if model is None:
+        raise field_problem("body.params.init_model_id", f"model {model_id} does not exist")
+    selected = Path(model.run_dir) / SELECTED_MODEL_FILE
+    if not selected.is_file():
+        raise field_problem(
+            "body.params.init_model_id",
+            f"model {model_id}'s run {model.run_dir} has no selected model ({selected}); "
+            "finish its pipeline first",
+        )
+    return {**params, "init_from": str(Path(model.run_dir))}
+
+
+def check_eval_split(dataset: Dataset, params: dict[str, Any]) -> None:
+    """422 on ``body.params.eval_split`` when a name is not a split of the dataset's format."""
+    from ucvgl.services.eval_splits import check_eval_splits, parse_eval_splits
+    from ucvgl.shared.errors import ConfigError
+
+    if params.get("eval_split") is None:
+        return
+    try:
+        names = parse_eval_splits(params["eval_split"])
+        if names:
+            check_eval_splits(dataset.format, names)
+    except ConfigError as exc:
+        raise field_problem("body.params.eval_split", str(exc)) from exc
 
 
 def params_for_model(session: Session, model: Model, params: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from ucvgl.api.job_submission import (
     create_job,
     get_or_404,
     params_for_model,
+    resolve_init_model,
     validate_params,
 )
 from ucvgl.api.presenters import API, job_read
@@ -35,7 +36,8 @@ def create_index(
 ) -> JobRead:
     """Build a satellite index with a trained model (a job on the model's run folder)."""
     model = get_or_404(session, Model, body.model_id, "model")
-    params = validate_params(JobType.INDEX, params_for_model(session, model, body.params))
+    own = resolve_init_model(session, dict(body.params))  # refuses a client's init_from
+    params = validate_params(JobType.INDEX, params_for_model(session, model, own))
     job = create_job(
         session,
         queue,

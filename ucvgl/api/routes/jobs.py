@@ -10,10 +10,12 @@ from fastapi import APIRouter, Query, Response, status
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, SettingsDep, TokenDep
 from ucvgl.api.job_submission import (
     RETRY_AFTER_S,
+    check_eval_split,
     create_job,
     get_or_404,
     model_of_dataset,
     params_for_model,
+    resolve_init_model,
     run_dir_for,
     validate_params,
 )
@@ -67,12 +69,13 @@ def start_job(
         model = model_of_dataset(session, body.model_id, dataset.id)
     elif body.type.needs_model:
         raise field_problem("body.model_id", f"a '{body.type.value}' job needs a trained model")
-    params = dict(body.params)
+    params = resolve_init_model(session, dict(body.params))
     run_dir = run_dir_for(settings, dataset, params)
     if model is not None and body.type.needs_model:
         run_dir = Path(model.run_dir)
         params = params_for_model(session, model, params)
     validate_params(body.type, params)
+    check_eval_split(dataset, params)
     job = create_job(
         session,
         queue,

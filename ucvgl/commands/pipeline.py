@@ -39,6 +39,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def format_summary(report: dict[str, Any]) -> str:
     """A plain-text summary of a report: recall, AMM rounds and stage times."""
     lines = [f"mode {report['mode']}, preset {report['preset']}, run {report.get('run_dir', '')}"]
+    source = report.get("init_from")
+    if source:
+        lines.append(
+            f"started from {source['model_file']} (preset {source.get('preset')}, backbone "
+            f"{source.get('backbone')}, sha256 {source['sha256'][:12]})"
+        )
     recall = report.get("recall")
     if recall:
         lines.append("")
@@ -47,6 +53,10 @@ def format_summary(report: dict[str, Any]) -> str:
             f"{report['dataset'].get('eval_split')} split)"
         )
         lines.append(" ".join(f"{_fmt(recall.get(k)):>8}" for k in ("r1", "r5", "r10", "r1p")))
+        for name, r in (report.get("recall_per_split") or {}).items():
+            if r and name != report["dataset"].get("eval_split"):
+                values = " ".join(f"{_fmt(r.get(k)):>8}" for k in ("r1", "r5", "r10", "r1p"))
+                lines.append(f"{values}   ({name} split)")
     else:
         lines.append("recall: not evaluated (no evaluation split with ground truth)")
     if report.get("rounds"):
@@ -101,11 +111,13 @@ def _open_run(
     preset: str | None = None,
     overrides: dict[str, Any] | None = None,
     config: Path | None = None,
+    eval_splits: list[str] | None = None,
 ) -> PipelineRun:
     """A PipelineRun for ``run`` from its run.json, or from the options for a new run.
 
     An option left None takes the run.json value (then the default: mode unsupervised,
-    preset cpu); gt_ratio and seed always come from run.json. The preset's settings are
+    preset cpu, the run's evaluation splits); gt_ratio, seed, init_from and the VIGOR
+    protocol always come from run.json. The preset's settings are
     the saved ones of the run folder (``preset_settings``), then ``config`` and
     ``overrides``; a change to a saved setting is refused (``check_run_settings``).
     """
@@ -122,7 +134,8 @@ def _open_run(
     format = format or saved.get("format")
     if data is None or format is None:
         raise ConfigError(f"{run} is not a run folder yet: give --data and --format to start one")
-    dataset = load_dataset(data, format)
+    options = {"protocol": saved["vigor_protocol"]} if saved.get("vigor_protocol") else {}
+    dataset = load_dataset(data, format, **options)
     return PipelineRun(
         dataset,
         run,
@@ -132,6 +145,8 @@ def _open_run(
         device=device,
         progress=progress,
         seed=saved.get("seed", 0),
+        init_from=saved.get("init_from"),
+        eval_splits=eval_splits or saved.get("eval_splits") or None,
     )
 
 
@@ -147,6 +162,7 @@ def _run_on(
     sets: list[str] | None = None,
     config: Path | None = None,
     weights: str | None = None,
+    eval_splits: list[str] | None = None,
 ) -> T:
     """Run ``work(pipeline_run, progress)`` on the run folder ``run`` under :func:`_run_cli`.
 
@@ -166,6 +182,7 @@ def _run_on(
             preset=preset,
             overrides=overrides,
             config=config,
+            eval_splits=eval_splits,
         )
         return work(r, p)
 
@@ -214,6 +231,12 @@ FORMAT_OPT = typer.Option(None, "--format", help="cvusa, cvact, vigor or folder 
 MODE_OPT = typer.Option(None, "--mode", help=MODE_HELP + " (new run)")
 PRESET_OPT = typer.Option(None, "--preset", help=PRESET_HELP + " (new run)")
 DEVICE_OPT = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: settings).")
+EVAL_SPLIT_HELP = (
+    "Evaluation split(s), repeatable or comma-separated: cvusa val; cvact val, test "
+    "(CVACT_test, ANU_data_test/); vigor same_area or cross_area (also picks the training "
+    "pool); folder val, test. Default: val, else test."
+)
+EVAL_SPLIT_OPT = typer.Option([], "--eval-split", metavar="SPLIT", help=EVAL_SPLIT_HELP)
 SET_OPT = typer.Option(
     None,
     "--set",
@@ -248,11 +271,20 @@ def register(app: typer.Typer) -> None:
         sets: list[str] = SET_OPT,
         config: Path = CONFIG_OPT,
         weights: str = WEIGHTS_OPT,
+        init_from: Path = typer.Option(
+            None,
+            "--init-from",
+            help="Start from this finished run's selected model (RUN_DIR/model/selected.pt) "
+            "instead of random weights; unsupervised: no cold start (adaptation).",
+        ),
+        eval_split: list[str] = EVAL_SPLIT_OPT,
     ) -> None:
         """Run every stage of a mode; running it again continues where it stopped.
 
         Unsupervised: projection, CycleGAN, cold start, AMM rounds, selection, evaluation,
         index. Semi: warm-up on known pairs, AMM rounds. Supervised: all true pairs.
+        With --init-from every mode starts from that run's model (unsupervised: AMM
+        rounds on this dataset's unlabelled imagery, without the cold start).
         """
         from ucvgl.services.pipeline import run_pipeline
         from ucvgl.shared.config import get_settings
@@ -271,6 +303,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 overrides=cli_overrides(sets, weights),
                 config_file=config,
+                init_from=init_from,
+                eval_splits=eval_split or None,
             ),
             title=f"pipeline ({mode})",
         )
@@ -331,12 +365,11 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--stage must be one of {sorted(names)}")
 
         def work(r, p):
-            from ucvgl.services.pipeline import STAGES
             from ucvgl.shared.errors import ConfigError
 
             target = "select" if stage == "all" else stage
-            if target not in STAGES[r.mode]:
-                raise ConfigError(f"--stage {stage} is not a stage of mode {r.mode!r}")
+            if target not in r.stages():
+                raise ConfigError(f"--stage {stage} is not a stage of this run ({r.stages()})")
             r.backbone_weights()  # before any work: missing weights stop here
             return r._timed(target, getattr(r, target), p)
 
@@ -387,14 +420,21 @@ def register(app: typer.Typer) -> None:
         device: str = DEVICE_OPT,
         sets: list[str] = SET_OPT,
         config: Path = CONFIG_OPT,
+        eval_split: list[str] = EVAL_SPLIT_OPT,
     ) -> None:
-        """Recall@1/5/10/1% of a run's selected model on the evaluation split."""
+        """Recall@1/5/10/1% of a run's selected model on its evaluation split(s).
+
+        Without --eval-split: the splits the run was started with. Splits evaluated before
+        are not evaluated again; report.json's recall_per_split lists them all.
+        """
 
         def work(r, p):
             r._timed("evaluate", r.evaluate, p)
             return r.write_report()
 
-        report = _run_on(run, work, device=device, sets=sets, config=config)
+        report = _run_on(
+            run, work, device=device, sets=sets, config=config, eval_splits=eval_split or None
+        )
         typer.echo(format_summary(report))
 
     @app.command("demo")

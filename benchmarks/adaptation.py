@@ -1,0 +1,253 @@
+"""Adaptation to a new region without labels (issue 13 part 1): zero-shot, adapted, scratch.
+
+    .venv/bin/python benchmarks/adaptation.py --out runs/adaptation \\
+        --source-world report-4 --target-world report-1 --train 300 --val 150 --jobs 2
+
+A source model is trained with all its pairs (``supervised``) on the source world (a CVUSA
+layout by default). On the target world (another layout, camera and look) the val recall
+of:
+- ``zero_shot``: the source model as it is;
+- ``adapted``: ``ucvgl pipeline --mode unsupervised --init-from SOURCE`` (no target pair:
+  AMM rounds from the source model, no cold start);
+- ``unsupervised``: the unsupervised pipeline from scratch on the target;
+- ``supervised``: every target training pair.
+Each run is a pipeline run folder under ``OUT`` (resumable: the same command continues).
+The adapted run starts with a copy of the scratch run's label-free target inputs (BEVs,
+projection prior, CycleGAN, fakes: the same preset, seed and data make the same ones), so
+its minutes leave them out; it waits for them (and for the source model).
+Runs go in ``--jobs`` processes of one torch thread each. ``--fixed-budget`` turns off the
+preset's convergence budgets (``max_epoch_factor=1``, ``amm_max_rounds=None``) to bound the
+time. Prints the table and writes ``OUT/adaptation.json`` and
+``benchmarks/results/adaptation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS_DIR, print_table  # noqa: E402
+
+RECALL_KEYS = ("r1", "r5", "r10", "r1p")
+TARGET_RUNS = ("unsupervised", "adapted", "supervised")
+
+
+def preset_of(args: argparse.Namespace):
+    """The preset of every run (the same encoder, so the source fits the target runs)."""
+    from ucvgl.services.presets import get_preset
+
+    preset = get_preset(args.preset)
+    if args.fixed_budget:
+        preset = preset.replace(
+            name=f"{preset.name}-fixed", max_epoch_factor=1.0, amm_max_rounds=None
+        )
+    return preset
+
+
+def world_dir(out: Path, name: str) -> Path:
+    return out / "worlds" / name
+
+
+def make_world(name: str, out: Path, args: argparse.Namespace) -> Path:
+    from ucvgl.services.synth.family import generate_named_world
+
+    pano = tuple(int(v) for v in args.pano.split("x"))
+    return generate_named_world(
+        name, world_dir(out, name), args.train, args.val, pano_size=pano, sat_size=args.tile
+    )
+
+
+def world_format(name: str) -> str:
+    from ucvgl.services.synth.family import get_world
+
+    return get_world(name).format
+
+
+def run_one(task: str, args: argparse.Namespace) -> dict:
+    """One pipeline run (in this process): 'source', or a target run of TARGET_RUNS."""
+    import torch
+
+    from ucvgl.services.pipeline import run_pipeline
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    world = args.source_world if task == "source" else args.target_world
+    mode = {"source": "supervised", "adapted": "unsupervised"}.get(task, task)
+    began = time.perf_counter()
+    report = run_pipeline(
+        world_dir(out, world),
+        world_format(world),
+        mode,
+        preset_of(args),
+        out / "runs" / task,
+        device="cpu",
+        seed=args.seed,
+        init_from=out / "runs" / "source" if task == "adapted" else None,
+    )
+    report["wall_minutes"] = (time.perf_counter() - began) / 60.0
+    (out / "runs" / task / "bench.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def zero_shot(args: argparse.Namespace) -> dict:
+    """Val recall of the source model on the target world, as it is."""
+    import torch
+
+    from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.evaluation import recall_at_k
+    from ucvgl.services.models import load_model
+    from ucvgl.services.training.embed import embed_split
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    model, _ = load_model(out / "runs" / "source" / "model" / "selected.pt")
+    model.eval()
+    target = load_dataset(world_dir(out, args.target_world), world_format(args.target_world))
+    split = target.split("val")
+    g = embed_split(model, split, "ground", batch_size=64)
+    s = embed_split(model, split, "satellite", batch_size=64)
+    return recall_at_k(g, s, split.positives)
+
+
+SHARED_INPUTS = ("bev", "prior.json", "prior_pairs.npz", "cyclegan", "fake")
+"""Label-free target inputs the adapted run takes from the scratch unsupervised run."""
+
+
+def inputs_ready(out: Path) -> bool:
+    """Whether the scratch unsupervised run has made its fakes (its 'translate' stage)."""
+    times = out / "runs" / "unsupervised" / "stage_times.json"
+    return times.exists() and "translate" in json.loads(times.read_text())
+
+
+def share_inputs(out: Path) -> None:
+    """Copy :data:`SHARED_INPUTS` into the adapted run folder (once)."""
+    src, dst = out / "runs" / "unsupervised", out / "runs" / "adapted"
+    for name in SHARED_INPUTS:
+        if (src / name).exists() and not (dst / name).exists():
+            dst.mkdir(parents=True, exist_ok=True)
+            if (src / name).is_dir():
+                shutil.copytree(src / name, dst / name)
+            else:
+                shutil.copyfile(src / name, dst / name)
+
+
+def launch(tasks: list[str], args: argparse.Namespace) -> None:
+    """Run ``tasks`` in at most ``args.jobs`` child processes of this script.
+
+    A finished task (its ``bench.json`` exists) is skipped; ``adapted`` waits for ``source``.
+    """
+    out = Path(args.out)
+
+    def done(task: str) -> bool:
+        return (out / "runs" / task / "bench.json").exists()
+
+    todo = [t for t in tasks if not done(t)]
+    running: list[tuple[str, subprocess.Popen]] = []
+    base = [sys.executable, __file__, *sys.argv[1:]]
+    while todo or running:
+        ready = [t for t in todo if t != "adapted" or (done("source") and inputs_ready(out))]
+        while ready and len(running) < args.jobs:
+            task = ready.pop(0)
+            todo.remove(task)
+            if task == "adapted":
+                share_inputs(out)
+            print(f"start {task}", flush=True)
+            log = open(out / f"{task}.log", "w")  # noqa: SIM115 - the child writes it
+            running.append(
+                (task, subprocess.Popen([*base, "--task", task], stdout=log, stderr=log))
+            )
+        time.sleep(5)
+        for item in list(running):
+            task, proc = item
+            if proc.poll() is not None:
+                running.remove(item)
+                print(f"done {task} (exit {proc.returncode})", flush=True)
+                if proc.returncode:
+                    raise SystemExit(f"{task} failed: see {out / (task + '.log')}")
+
+
+def first_round(report: dict) -> str:
+    rounds = report.get("rounds") or []
+    if not rounds or rounds[0].get("correct") is None:
+        return ""
+    r = rounds[0]
+    return f"{r['correct']}/{r['labels']}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/adaptation"))
+    parser.add_argument("--source-world", default="report-4")
+    parser.add_argument("--target-world", default="report-1")
+    parser.add_argument("--train", type=int, default=300)
+    parser.add_argument("--val", type=int, default=150)
+    parser.add_argument("--pano", default="128x256", help="written panorama HxW")
+    parser.add_argument("--tile", type=int, default=128, help="written tile side")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--fixed-budget", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--task", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.task:
+        run_one(args.task, args)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    for name in (args.source_world, args.target_world):
+        make_world(name, args.out, args)
+    print(f"worlds: {(time.perf_counter() - began) / 60:.1f} min", flush=True)
+    # the source first (the adapted run needs it), beside the longest target run
+    launch(["source", "unsupervised", "adapted", "supervised"], args)
+    reports = {
+        t: json.loads((args.out / "runs" / t / "bench.json").read_text())
+        for t in ("source", *TARGET_RUNS)
+    }
+    rows = [{"run": "zero_shot (source model as it is)", **zero_shot(args)}]
+    names = {
+        "adapted": "adapted (--init-from, no target pair)",
+        "unsupervised": "unsupervised from scratch",
+        "supervised": "supervised (all target pairs)",
+    }
+    for t in ("adapted", "unsupervised", "supervised"):
+        r = reports[t]
+        rows.append(
+            {
+                "run": names[t],
+                **{k: (r["recall"] or {}).get(k) for k in RECALL_KEYS},
+                "round 1 correct": first_round(r),
+                "minutes": r["wall_minutes"],
+            }
+        )
+    src = reports["source"]
+    print(
+        f"\nsource: {args.source_world} ({world_format(args.source_world)}), supervised, val "
+        f"R@1 {src['recall']['r1']:.1f} on its own world, {src['wall_minutes']:.1f} min"
+    )
+    print(
+        f"target: {args.target_world} ({world_format(args.target_world)}), "
+        f"{args.train}/{args.val} locations, val R@1 (chance {100 / args.val:.2f}%):\n"
+    )
+    table = print_table(rows, ["run", *RECALL_KEYS, "round 1 correct", "minutes"])
+    result = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "source": {"world": args.source_world, "recall": src["recall"]},
+        "rows": rows,
+        "table": table,
+        "total_minutes": (time.perf_counter() - began) / 60.0,
+    }
+    (args.out / "adaptation.json").write_text(json.dumps(result, indent=1))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "adaptation.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

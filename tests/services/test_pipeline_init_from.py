@@ -90,6 +90,10 @@ def test_adapted_run_starts_from_the_source_and_skips_the_cold_start(
     assert init["preset"] == "tiny" and init["mode"] == "supervised"
     assert init["backbone"] == "test_convnext" and init["dataset"]["format"] == "cvusa"
     assert report["recall"] is not None and len(report["rounds"]) == 2
+    # it needs no backbone weights: the weights record names the source's copy
+    weights = report["weights"]["ground"]
+    assert weights["source"] == "init_from" and weights["file"] == init["copy"]
+    assert weights["sha256"] == init["sha256"]
     # the run folder remembers its source: resuming without it is refused ...
     with pytest.raises(ConfigError, match="init_from"):
         run_pipeline(target, "cvact", "unsupervised", "tiny", out, device="cpu")

@@ -357,7 +357,9 @@ def test_vigor_layout_runs_end_to_end(tmp_path):
     report = run_pipeline(world, "vigor", "unsupervised", "tiny", tmp_path / "run", device="cpu")
     assert report["status"] == "ok"
     data = report["dataset"]
-    assert data["format"] == "vigor" and data["eval_split"] == "test"
+    # the evaluation split is named by its protocol; it reads the dataset's "test" split
+    assert data["format"] == "vigor" and data["eval_split"] == "same_area"
+    assert report["recall_per_split"]["same_area"]["dataset_split"] == "test"
     assert data["splits"]["train"]["ground"] == n_train
     assert data["splits"]["test"]["ground"] == n_test
     recall = report["recall"]

@@ -20,6 +20,7 @@ from ucvgl.api import dashboard
 from ucvgl.api.index_lookup import IndexLookup
 from ucvgl.api.job_queue import JobQueue
 from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimiter
+from ucvgl.api.openapi import install_openapi
 from ucvgl.api.problems import install_problem_handlers
 from ucvgl.api.retrievers import ForwardThread, RetrieverCache, load_service_retriever
 from ucvgl.api.routes import datasets, health, indexes, jobs, models, query, rounds, synthetic
@@ -97,4 +98,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
     for module in (health, datasets, synthetic, jobs, rounds, models, indexes, query, dashboard):
         app.include_router(module.router)
+    install_openapi(app, public_reads=settings.public_reads)
     return app

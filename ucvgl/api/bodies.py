@@ -59,6 +59,16 @@ class DatasetRegister(schemas.DatasetRegister):
     path: NoNulText = Field(min_length=1, description="Dataset root folder, under a data root.")
 
 
+def _world_names(schema: dict[str, Any]) -> None:
+    """List the registry's worlds as the enum of ``world`` (imported only for the schema)."""
+    from ucvgl.services.synth.family import WORLDS
+
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string":
+            option.pop("pattern", None)
+            option["enum"] = list(WORLDS)
+
+
 class SyntheticDatasetCreate(schemas.SyntheticDatasetCreate):
     """Generate a synthetic cross-view world under the first data root (runs as a job)."""
 
@@ -66,6 +76,7 @@ class SyntheticDatasetCreate(schemas.SyntheticDatasetCreate):
         default=None,
         description="A registry world (tune-N or report-N): its format, seed, knobs, JPEG "
         "quality and image sizes.",
+        json_schema_extra=_world_names,
     )
     seed: int | None = Field(
         default=None,

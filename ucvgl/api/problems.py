@@ -97,14 +97,18 @@ def allowed_methods(request: Request) -> str:
     """The methods every route of the app answers on the request's path (an ``Allow`` value).
 
     Starlette's own 405 lists only the methods of the first route matching the path, while
-    ``GET`` and ``POST`` of one path are often two routes.
+    ``GET`` and ``POST`` of one path are often two routes. HEAD comes with every GET.
     """
-    methods: set[str] = set()
+    path = request.url.path
+    literal: set[str] = set()
+    templated: set[str] = set()
     for route in iter_route_contexts(request.app.router.routes):
         regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path):
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+        if regex is not None and regex.match(path):
+            methods = getattr(route, "methods", None) or ()
+            (literal if route.path_format == path else templated).update(methods)
+    # A literal path (/datasets/synthetic) is its own resource, not one of /datasets/{id}.
+    return ", ".join(sorted(literal or templated))
 
 
 def install_problem_handlers(app: FastAPI) -> None:

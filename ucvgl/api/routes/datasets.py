@@ -163,7 +163,8 @@ def list_datasets(
     )
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, dependencies=[ReadAccess])
+# ``:int``: /datasets/synthetic is its own resource (POST only), never dataset "synthetic".
+@router.get("/{dataset_id:int}", response_model=DatasetRead, dependencies=[ReadAccess])
 def get_dataset(dataset_id: PathId, session: SessionDep) -> Dataset:
     """One dataset with its counts per split and its validation report."""
     return get_or_404(session, Dataset, dataset_id, "dataset")

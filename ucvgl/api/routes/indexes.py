@@ -31,7 +31,14 @@ router = APIRouter(
 )
 
 
-@router.post("", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(
+        409, 503, d409="Another job is still active on the model's run folder."
+    ),
+)
 def create_index(
     body: IndexCreate, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
 ) -> JobRead:

@@ -115,7 +115,12 @@ def get_job(job_id: PathId, session: SessionDep) -> JobRead:
     return job_read(get_or_404(session, Job, job_id, "job"))
 
 
-@router.post("/{job_id}/cancel", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(409, d409="The job already ended; nothing to cancel."),
+)
 def cancel_job(
     job_id: PathId, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
 ) -> JobRead:

@@ -135,7 +135,9 @@ def _load_retriever(request: Request, loader: RetrieverLoader, index: IndexRow) 
 async def query_tiles(
     request: Request,
     loader: RetrieverLoaderDep,
-    files: Annotated[list[UploadFile], File(description="Ground panoramas (JPEG/PNG).")],
+    files: Annotated[
+        list[UploadFile], File(min_length=1, description="Ground panoramas (JPEG/PNG).")
+    ],
     k: Annotated[int, Form(ge=1, le=100)] = 5,
     heading: Annotated[
         float | None,

@@ -9,9 +9,9 @@ that route starts (``register`` and ``synthetic`` are started through ``/dataset
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from ucvgl.api.bounds import BodyId, NoNulObject, NoNulText
 from ucvgl.api.job_submission import DATASET_ROUTES
@@ -24,7 +24,23 @@ StartableJobType = StrEnum(  # type: ignore[misc]
 StartableJobType.__doc__ = "Job types ``POST /api/v1/jobs`` starts (not register/synthetic)."
 
 
-class JobCreate(schemas.JobCreate):
+class JsonTyped(BaseModel):
+    """Refuses what the schema's JSON types refuse but pydantic's lax mode would coerce: a
+    boolean or a string for a number, anything but true/false for a boolean."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        kinds = set(get_args(annotation)) or {annotation}
+        if kinds & {int, float} and isinstance(value, bool | str):
+            raise ValueError(f"must be a JSON number, not {type(value).__name__}")
+        if bool in kinds and value is not None and not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+
+class JobCreate(JsonTyped, schemas.JobCreate):
     """Start a job on a dataset (and, for ``evaluate``/``index``, a trained model)."""
 
     type: StartableJobType  # type: ignore[assignment, valid-type]
@@ -46,14 +62,14 @@ class JobCreate(schemas.JobCreate):
         return JobType(self.type.value)
 
 
-class IndexCreate(schemas.IndexCreate):
+class IndexCreate(JsonTyped, schemas.IndexCreate):
     """Build a retrieval index of satellite tiles with a trained model (runs as a job)."""
 
     model_id: BodyId
     params: NoNulObject = Field(default_factory=dict)
 
 
-class DatasetRegister(schemas.DatasetRegister):
+class DatasetRegister(JsonTyped, schemas.DatasetRegister):
     """Register a dataset already on disk below one of the configured data roots (a job)."""
 
     path: NoNulText = Field(min_length=1, description="Dataset root folder, under a data root.")
@@ -69,7 +85,7 @@ def _world_names(schema: dict[str, Any]) -> None:
             option["enum"] = list(WORLDS)
 
 
-class SyntheticDatasetCreate(schemas.SyntheticDatasetCreate):
+class SyntheticDatasetCreate(JsonTyped, schemas.SyntheticDatasetCreate):
     """Generate a synthetic cross-view world under the first data root (runs as a job)."""
 
     world: NoNulText | None = Field(

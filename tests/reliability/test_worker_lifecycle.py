@@ -19,7 +19,7 @@ from service_fixtures import API_TOKEN, poll_job
 from worker_process import worker_env
 
 from ucvgl.api.main import create_app
-from ucvgl.shared.db import Database
+from ucvgl.shared.db import Database, upgrade_database
 from ucvgl.shared.models import WorkerHeartbeat
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -51,7 +51,7 @@ def run_worker_cli(settings, tmp_path: Path, **env: str) -> subprocess.Completed
     command = [sys.executable, "-m", "ucvgl.cli", "worker", "--pool", "solo"]
     return subprocess.run(
         command,
-        env=worker_env(settings, **env),
+        env={**worker_env(settings), **env},
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -112,6 +112,7 @@ def start_serve(settings, log_path: Path) -> tuple[subprocess.Popen, str]:
 @pytest.mark.parametrize("how", ["sigkill", "sigterm-twice"])
 def test_the_local_worker_dies_with_serve(how, settings, tmp_path):
     serve, hostname = start_serve(settings, tmp_path / "serve.log")
+    family: set[int] = set()
     try:
         worker_pid = int(hostname.split("@")[0].removeprefix("ucvgl-"))
         assert worker_pid in descendants(serve.pid)
@@ -127,14 +128,18 @@ def test_the_local_worker_dies_with_serve(how, settings, tmp_path):
     finally:
         if serve.poll() is None:
             serve.kill()
-        for pid in descendants(serve.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in family | descendants(serve.pid):  # no orphan even when the test fails
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
-def test_a_warm_shutdown_turns_cold_after_its_timeout(service_settings, tmp_path):
+def test_a_warm_shutdown_turns_cold_after_its_timeout(settings, tmp_path):
     """SIGTERM while a job runs: the worker (prefork pool) stops within twice the bound."""
     from service_fixtures import make_folder_dataset, register_tiny_dataset
 
+    url = f"sqlite:///{tmp_path / 'service.sqlite'}"
+    upgrade_database(url)
+    service_settings = settings.model_copy(update={"database_url": url, "api_token": API_TOKEN})
     timeout_s = 2.0
     env = worker_env(
         service_settings,

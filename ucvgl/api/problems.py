@@ -97,7 +97,7 @@ def allowed_methods(request: Request) -> str:
     """The methods every route of the app answers on the request's path (an ``Allow`` value).
 
     Starlette's own 405 lists only the methods of the first route matching the path, while
-    ``GET`` and ``POST`` of one path are often two routes. HEAD comes with every GET.
+    ``GET`` and ``POST`` of one path are often two routes.
     """
     path = request.url.path
     literal: set[str] = set()

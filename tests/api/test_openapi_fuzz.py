@@ -37,11 +37,17 @@ def test_schemathesis_finds_nothing_outside_the_baseline(service_settings, tiny_
     server, url = start_server(service_settings, API_TOKEN, tmp_path / "serve.log")
     try:
         command = schemathesis_command(url, API_TOKEN, FUZZ_SECONDS, tmp_path / "report")
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=FUZZ_SECONDS + 180, check=False
+        result = subprocess.run(  # in tmp_path: Schemathesis writes its cache in its cwd
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=FUZZ_SECONDS + 180,
+            check=False,
         )
     finally:
         stop_server(server)
     output = result.stdout + result.stderr
+    print(output[output.find("SUMMARY") :])  # shown with -rP: operations, phases, cases
     assert result.returncode == 0, output[-12000:]
     assert "No issues found" in output or "passed" in output, output[-4000:]

@@ -46,7 +46,9 @@ class JobCreate(JsonTyped, schemas.JobCreate):
     type: StartableJobType  # type: ignore[assignment, valid-type]
     dataset_id: BodyId
     model_id: BodyId | None = None
-    params: NoNulObject = Field(default_factory=dict)
+    params: NoNulObject = Field(
+        default_factory=dict, description=schemas.JobCreate.model_fields["params"].description
+    )
 
     @field_validator("type", mode="before")
     @classmethod

@@ -188,7 +188,7 @@ def test_unknown_ids_are_404_naming_them(client, auth, stored):
         ("get", "/api/v1/datasets/4040/rounds", "dataset 4040"),
     ):
         assert_problem(getattr(client, method)(path, headers=auth), 404, needle)
-    assert_problem(client.get("/api/v1/jobs/-1"), 404)
+    assert_problem(client.get("/api/v1/jobs/-1"), 422, "path.job_id")
     assert_problem(client.get("/api/v1/jobs/abc"), 422, "path.job_id")
     stored()
 

@@ -20,6 +20,7 @@ from ucvgl.api import dashboard
 from ucvgl.api.index_lookup import IndexLookup
 from ucvgl.api.job_queue import JobQueue
 from ucvgl.api.limits import BODY_OVERHEAD_BYTES, BodySizeLimit, ConcurrencyLimiter
+from ucvgl.api.openapi import install_openapi
 from ucvgl.api.problems import install_problem_handlers
 from ucvgl.api.retrievers import ForwardThread, RetrieverCache, load_service_retriever
 from ucvgl.api.routes import (
@@ -118,4 +119,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dashboard,
     ):
         app.include_router(module.router)
+    install_openapi(app, public_reads=settings.public_reads)
     return app

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -92,6 +93,24 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods every route of the app answers on the request's path (an ``Allow`` value).
+
+    Starlette's own 405 lists only the methods of the first route matching the path, while
+    ``GET`` and ``POST`` of one path are often two routes.
+    """
+    path = request.url.path
+    literal: set[str] = set()
+    templated: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods = getattr(route, "methods", None) or ()
+            (literal if route.path_format == path else templated).update(methods)
+    # A literal path (/datasets/synthetic) is its own resource, not one of /datasets/{id}.
+    return ", ".join(sorted(literal or templated))
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error (ours, HTTP, validation, unexpected) to a problem document."""
 
@@ -110,9 +129,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = exc.headers
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}"
-        return problem_response(request, exc.status_code, detail, headers=exc.headers)
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+            headers = {**(headers or {}), "Allow": allowed}
+        return problem_response(request, exc.status_code, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -122,6 +146,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return problem_response(request, 422, detail, title="Invalid request", errors=errors)
+
+    @app.exception_handler(sa_exc.DataError)
+    async def _unstorable(request: Request, exc: sa_exc.DataError) -> JSONResponse:
+        log.warning("value refused on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            request,
+            422,
+            "a value of the request is outside what the database can store "
+            f"({type(exc.orig).__name__}); send a smaller number or a shorter text",
+            title="Invalid request",
+        )
 
     @app.exception_handler(sa_exc.OperationalError)
     @app.exception_handler(sa_exc.InterfaceError)

@@ -15,7 +15,10 @@ from ucvgl.shared.enums import Queue
 
 log = logging.getLogger("ucvgl.service")
 
-WORKER_STOP_GRACE_S = 15.0
+WORKER_SHUTDOWN_TIMEOUT_S = 10.0
+"""A worker's warm shutdown turns cold after this, and it exits after as long again."""
+WORKER_STOP_GRACE_S = 3 * WORKER_SHUTDOWN_TIMEOUT_S
+"""``serve`` SIGKILLs its local worker when it has not stopped by then."""
 
 
 def check_token_policy(environment: str, api_token: str) -> None:
@@ -76,12 +79,39 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 1,
         pool: Annotated[str, typer.Option(help="Celery pool: prefork, solo, threads.")] = "prefork",
         loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+        shutdown_timeout: Annotated[
+            float,
+            typer.Option(
+                min=0.1,
+                help="Seconds a warm shutdown (SIGTERM: finish the job) may take before it "
+                "turns cold (the job is stopped); the process exits after as long again.",
+            ),
+        ] = WORKER_SHUTDOWN_TIMEOUT_S,
+        parent_pid: Annotated[
+            int | None,
+            typer.Option(hidden=True, help="Shut down when this parent process is gone."),
+        ] = None,
     ) -> None:
-        """Start a Celery worker alone (e.g. a GPU machine joining a shared Redis + database)."""
+        """Start a Celery worker alone (e.g. a GPU machine joining a shared Redis + database).
+
+        Refuses to start (exit 2, one line) when the database is unreachable or not migrated.
+        """
         from ucvgl.shared.config import get_settings
+        from ucvgl.worker import startup
+
+        settings = get_settings()
+        problem = startup.database_problem(settings.resolved_database_url)
+        if problem is not None:
+            typer.echo(problem, err=True)
+            raise typer.Exit(code=2)
+        startup.bound_shutdown(shutdown_timeout)
+        startup.die_with_pool_parent()
+        if parent_pid is not None:
+            startup.watch_parent(parent_pid, startup.terminate_self)
+
         from ucvgl.worker.celery_app import create_celery_app
 
-        celery = create_celery_app(get_settings())
+        celery = create_celery_app(settings)
         celery.worker_main(
             [
                 "worker",
@@ -113,6 +143,7 @@ def register(app: typer.Typer) -> None:
         from ucvgl.api.main import create_app
         from ucvgl.shared.config import get_settings
         from ucvgl.shared.db import upgrade_database
+        from ucvgl.worker.startup import exit_with_parent
 
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -130,7 +161,10 @@ def register(app: typer.Typer) -> None:
                 "--queues",
                 _parse_queues(queues),
             ]
-            worker_process = subprocess.Popen(command)
+            command += ["--parent-pid", str(os.getpid())]
+            # The worker dies with serve however serve ends (SIGKILL, a second SIGTERM): the
+            # kernel SIGTERMs it (Linux) and its thread watching the parent pid does too.
+            worker_process = subprocess.Popen(command, preexec_fn=exit_with_parent())
             log.info("started local worker (pid %s): %s", worker_process.pid, " ".join(command))
         try:
             uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -14,6 +14,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response, status
 
+from ucvgl.api.bodies import DatasetRegister, SyntheticDatasetCreate
+from ucvgl.api.bounds import Offset, PathId
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, SettingsDep, TokenDep
 from ucvgl.api.job_submission import create_job, get_or_404
 from ucvgl.api.presenters import API, job_read
@@ -23,13 +25,7 @@ from ucvgl.api.routes.synthetic import synthetic_job_params
 from ucvgl.shared.config import Settings
 from ucvgl.shared.enums import JobState, JobType
 from ucvgl.shared.models import Dataset, Job
-from ucvgl.shared.schemas import (
-    DatasetRead,
-    DatasetRegister,
-    JobRead,
-    Page,
-    SyntheticDatasetCreate,
-)
+from ucvgl.shared.schemas import DatasetRead, JobRead, Page
 
 router = APIRouter(
     prefix=f"{API}/datasets", tags=["datasets"], responses=problem_responses(401, 404, 422)
@@ -155,7 +151,7 @@ def create_synthetic_dataset(
 def list_datasets(
     session: SessionDep,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> Page[DatasetRead]:
     """List registered datasets, newest first."""
     total = session.scalar(sa.select(sa.func.count()).select_from(Dataset)) or 0
@@ -167,7 +163,8 @@ def list_datasets(
     )
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, dependencies=[ReadAccess])
-def get_dataset(dataset_id: int, session: SessionDep) -> Dataset:
+# ``:int``: /datasets/synthetic is its own resource (POST only), never dataset "synthetic".
+@router.get("/{dataset_id:int}", response_model=DatasetRead, dependencies=[ReadAccess])
+def get_dataset(dataset_id: PathId, session: SessionDep) -> Dataset:
     """One dataset with its counts per split and its validation report."""
     return get_or_404(session, Dataset, dataset_id, "dataset")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ucvgl.api.deps import DatabaseDep, JobQueueDep
-from ucvgl.api.problems import ApiProblem
+from ucvgl.api.problems import ApiProblem, problem_responses
 from ucvgl.shared.jobs.liveness import live_workers
-from ucvgl.shared.schemas import Check, Health, Problem, Readiness
+from ucvgl.shared.schemas import Check, Health, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +25,11 @@ def _check(fn) -> Check:  # noqa: ANN001 - a zero-argument callable returning a 
         return Check(ok=False, detail=f"{type(exc).__name__}: {exc}")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Problem}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=problem_responses(503, d503="Not ready: the failed checks are in `checks`."),
+)
 def readyz(database: DatabaseDep, queue: JobQueueDep) -> Readiness:
     """Ready when the database and the broker answer and at least one worker is alive."""
 

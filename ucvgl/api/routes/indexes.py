@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response, status
 
+from ucvgl.api.bodies import IndexCreate
+from ucvgl.api.bounds import FilterId, Offset, PathId
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, TokenDep
 from ucvgl.api.job_submission import (
     create_job,
@@ -20,7 +22,7 @@ from ucvgl.api.problems import problem_responses
 from ucvgl.api.routes.jobs import accepted
 from ucvgl.shared.enums import JobType
 from ucvgl.shared.models import Model, RetrievalIndex
-from ucvgl.shared.schemas import IndexCreate, IndexRead, JobRead, Page
+from ucvgl.shared.schemas import IndexRead, JobRead, Page
 
 router = APIRouter(
     prefix=f"{API}/indexes",
@@ -30,7 +32,14 @@ router = APIRouter(
 )
 
 
-@router.post("", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(
+        409, 503, d409="Another job is still active on the model's run folder."
+    ),
+)
 def create_index(
     body: IndexCreate, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
 ) -> JobRead:
@@ -54,9 +63,9 @@ def create_index(
 @router.get("", response_model=Page[IndexRead])
 def list_indexes(
     session: SessionDep,
-    model_id: int | None = None,
+    model_id: FilterId = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> Page[IndexRead]:
     """List built indexes, newest first."""
     query = sa.select(RetrievalIndex)
@@ -70,6 +79,6 @@ def list_indexes(
 
 
 @router.get("/{index_id}", response_model=IndexRead)
-def get_index(index_id: int, session: SessionDep) -> RetrievalIndex:
+def get_index(index_id: PathId, session: SessionDep) -> RetrievalIndex:
     """One index."""
     return get_or_404(session, RetrievalIndex, index_id, "index")

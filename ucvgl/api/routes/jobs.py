@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response, status
 
+from ucvgl.api.bodies import JobCreate
+from ucvgl.api.bounds import FilterId, Offset, PathId
 from ucvgl.api.deps import JobQueueDep, ReadAccess, SessionDep, SettingsDep, TokenDep
 from ucvgl.api.job_submission import (
     RETRY_AFTER_S,
@@ -23,7 +25,7 @@ from ucvgl.api.presenters import API, job_read
 from ucvgl.api.problems import ApiProblem, field_problem, problem_responses
 from ucvgl.shared.enums import JobState, JobType
 from ucvgl.shared.models import Dataset, Job, utcnow
-from ucvgl.shared.schemas import JobCreate, JobRead, Page
+from ucvgl.shared.schemas import JobRead, Page
 
 router = APIRouter(
     prefix=f"{API}/jobs",
@@ -61,25 +63,24 @@ def start_job(
     response: Response,
 ) -> JobRead:
     """Start a job on a dataset; poll the Location it answers with."""
-    if body.type.creates_dataset:  # refused before any lookup, whatever the dataset_id
-        validate_params(body.type, {})
+    job_type = body.job_type
     dataset = get_or_404(session, Dataset, body.dataset_id, "dataset")
     model = None
     if body.model_id is not None:
         model = model_of_dataset(session, body.model_id, dataset.id)
-    elif body.type.needs_model:
-        raise field_problem("body.model_id", f"a '{body.type.value}' job needs a trained model")
+    elif job_type.needs_model:
+        raise field_problem("body.model_id", f"a '{job_type.value}' job needs a trained model")
     params = resolve_init_model(session, dict(body.params))
     run_dir = run_dir_for(settings, dataset, params)
-    if model is not None and body.type.needs_model:
+    if model is not None and job_type.needs_model:
         run_dir = Path(model.run_dir)
         params = params_for_model(session, model, params)
-    validate_params(body.type, params)
+    validate_params(job_type, params)
     check_eval_split(dataset, params)
     job = create_job(
         session,
         queue,
-        job_type=body.type,
+        job_type=job_type,
         params=params,
         run_dir=run_dir,
         dataset_id=dataset.id,
@@ -94,9 +95,9 @@ def list_jobs(
     session: SessionDep,
     state: JobState | None = None,
     type: JobType | None = None,  # noqa: A002 - the public filter name
-    dataset_id: int | None = None,
+    dataset_id: FilterId = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> Page[JobRead]:
     """List jobs, newest first, filtered by state, type and dataset."""
     query = sa.select(Job)
@@ -112,14 +113,19 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(job_id: int, session: SessionDep) -> JobRead:
+def get_job(job_id: PathId, session: SessionDep) -> JobRead:
     """A job's state, progress, stage, ETA, error and result."""
     return job_read(get_or_404(session, Job, job_id, "job"))
 
 
-@router.post("/{job_id}/cancel", response_model=JobRead, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(409, d409="The job already ended; nothing to cancel."),
+)
 def cancel_job(
-    job_id: int, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
+    job_id: PathId, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
 ) -> JobRead:
     """Cancel a job: a queued one at once, a running one at its next check."""
     job = get_or_404(session, Job, job_id, "job")
@@ -156,7 +162,7 @@ RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
     ),
 )
 def retry_job(
-    job_id: int, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
+    job_id: PathId, session: SessionDep, queue: JobQueueDep, _: TokenDep, response: Response
 ) -> JobRead:
     """Start a FAILED or CANCELLED job again as a new job on the same run folder.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
+from ucvgl.api.bounds import FilterId, Offset, PathId
 from ucvgl.api.deps import ReadAccess, SessionDep
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API
@@ -23,9 +24,9 @@ router = APIRouter(
 @router.get("", response_model=Page[ModelRead])
 def list_models(
     session: SessionDep,
-    dataset_id: int | None = None,
+    dataset_id: FilterId = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> Page[ModelRead]:
     """List trained models, newest first, optionally of one dataset."""
     query = sa.select(Model)
@@ -39,6 +40,6 @@ def list_models(
 
 
 @router.get("/{model_id}", response_model=ModelRead)
-def get_model(model_id: int, session: SessionDep) -> Model:
+def get_model(model_id: PathId, session: SessionDep) -> Model:
     """One trained model with its recall."""
     return get_or_404(session, Model, model_id, "model")

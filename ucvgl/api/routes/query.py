@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
+from ucvgl.api.bounds import MAX_DB_ID
 from ucvgl.api.deps import ReadAccess, RetrieverLoaderDep
 from ucvgl.api.index_lookup import IndexLookup, IndexRow
 from ucvgl.api.limits import ConcurrencyLimiter
@@ -120,13 +121,22 @@ def _load_retriever(request: Request, loader: RetrieverLoader, index: IndexRow) 
 async def query_tiles(
     request: Request,
     loader: RetrieverLoaderDep,
-    files: Annotated[list[UploadFile], File(description="Ground panoramas (JPEG/PNG).")],
+    files: Annotated[
+        list[UploadFile], File(min_length=1, description="Ground panoramas (JPEG/PNG).")
+    ],
     k: Annotated[int, Form(ge=1, le=100)] = 5,
     heading: Annotated[
-        float | None, Form(description="Degrees clockwise from north of the centre column.")
+        float | None,
+        Form(
+            ge=-360.0,
+            le=360.0,
+            allow_inf_nan=False,
+            description="Degrees clockwise from north of the centre column.",
+        ),
     ] = None,
     index_id: Annotated[
-        int | None, Form(description="Index to search; default the newest.")
+        int | None,
+        Form(ge=1, le=MAX_DB_ID, description="Index to search; default the newest."),
     ] = None,
 ) -> Response:
     """Top-k satellite tiles (scores, file names, GPS/UTM) for each uploaded panorama.

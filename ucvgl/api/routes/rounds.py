@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from ucvgl.api.bounds import Offset, PathId
 from ucvgl.api.deps import DatabaseDep, ReadAccess, SessionDep
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API, label_read, round_read
@@ -33,10 +34,10 @@ CSV_RESPONSE = {200: {"content": {"text/csv": {}}, "description": "labels as CSV
 
 @router.get("/datasets/{dataset_id}/rounds", response_model=Page[RoundRead])
 def list_rounds(
-    dataset_id: int,
+    dataset_id: PathId,
     session: SessionDep,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> Page[RoundRead]:
     """Pseudo-label rounds of a dataset in order, with label health and accuracy."""
     get_or_404(session, Dataset, dataset_id, "dataset")
@@ -53,7 +54,7 @@ def list_rounds(
 
 
 @router.get("/rounds/{round_id}", response_model=RoundRead)
-def get_round(round_id: int, session: SessionDep) -> RoundRead:
+def get_round(round_id: PathId, session: SessionDep) -> RoundRead:
     """One pseudo-label round."""
     return round_read(get_or_404(session, PseudoLabelRound, round_id, "round"))
 
@@ -93,11 +94,11 @@ def _csv_response(database: Database, round_id: int) -> StreamingResponse:
 
 @router.get("/rounds/{round_id}/labels", response_model=Page[LabelRead], responses=CSV_RESPONSE)
 def list_labels(
-    round_id: int,
+    round_id: PathId,
     session: SessionDep,
     database: DatabaseDep,
     limit: int = Query(100, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the public parameter name
 ) -> Page[LabelRead] | StreamingResponse:
     """Labels of a round, a page of JSON or (format=csv) every label as CSV."""
@@ -116,7 +117,7 @@ def list_labels(
     "/rounds/{round_id}/labels.csv", response_class=StreamingResponse, responses=CSV_RESPONSE
 )
 def export_labels_csv(
-    round_id: int, session: SessionDep, database: DatabaseDep
+    round_id: PathId, session: SessionDep, database: DatabaseDep
 ) -> StreamingResponse:
     """Every label of a round as CSV (ground_id, satellite_id, margin, similarity, ...)."""
     get_or_404(session, PseudoLabelRound, round_id, "round")

@@ -30,6 +30,11 @@ HUGE = 3025844501782735093760
         ("get", f"/api/v1/datasets/{HUGE}/rounds", "path.dataset_id"),
         ("post", "/api/v1/jobs/9223372036854775808/retry", "path.job_id"),
         ("post", f"/api/v1/jobs/{HUGE}/cancel", "path.job_id"),
+        ("get", f"/api/v1/indexes/{HUGE}/panoramas", "path.index_id"),
+        ("get", f"/api/v1/indexes/1/panoramas?offset={HUGE}", "query.offset"),
+        ("get", f"/api/v1/indexes/{HUGE}/panoramas/test/0/image", "path.index_id"),
+        ("get", f"/api/v1/indexes/1/panoramas/test/{HUGE}/image", "path.position"),
+        ("get", f"/api/v1/indexes/{HUGE}/tile?tile_id=a", "path.index_id"),
     ],
 )
 def test_ids_and_offsets_beyond_the_database_are_422(client, auth, method, path, field):
@@ -56,6 +61,11 @@ def test_nul_characters_in_strings_are_422(client, auth):
     world = {"name": "w", "settings": {"style\u0000": 1}}
     answer = client.post("/api/v1/datasets/synthetic", json=world, headers=auth)
     assert_problem(answer, 422, "body.settings")
+
+
+def test_a_home_folder_of_no_user_is_422(client, auth):
+    body = {"name": "x", "path": "~no-such-user-\u00ad\n/data", "format": "cvact"}
+    assert_problem(client.post("/api/v1/datasets", json=body, headers=auth), 422, "body.path")
 
 
 def test_json_types_are_not_coerced(client, auth):

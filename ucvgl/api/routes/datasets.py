@@ -38,7 +38,12 @@ def resolve_under_data_roots(settings: Settings, path_text: str, field: str) -> 
     A relative path is taken relative to the first data root.
     """
     roots = [root.resolve() for root in settings.data_roots]
-    path = Path(path_text).expanduser()
+    try:
+        path = Path(path_text).expanduser()
+    except RuntimeError:  # "~user/..." naming no user of this machine
+        raise field_problem(
+            field, f"{path_text!r}: no such user's home folder; give a path under a data root"
+        ) from None
     if not path.is_absolute():
         path = roots[0] / path
     resolved = path.resolve()

@@ -19,6 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from ucvgl.api.bounds import MAX_DB_ID, Offset, PathId
 from ucvgl.api.deps import ReadAccess, SessionDep, SettingsDep
 from ucvgl.api.job_submission import get_or_404
 from ucvgl.api.presenters import API
@@ -158,14 +159,14 @@ def _serve(path: Path, settings: Settings, what: str) -> FileResponse:
 
 @router.get("/{index_id}/panoramas", response_model=PanoramaPage, responses=problem_responses(409))
 def list_panoramas(
-    index_id: int,
+    index_id: PathId,
     request: Request,
     session: SessionDep,
     split: Annotated[
         str | None, Query(max_length=200, description="Default: held-out first.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> PanoramaPage:
     """Panoramas of the dataset an index was built from, with each one's true tile."""
     index, row = _index_and_dataset(session, index_id)
@@ -200,9 +201,9 @@ def list_panoramas(
     responses=IMAGE_RESPONSES,
 )
 def panorama_image(
-    index_id: int,
+    index_id: PathId,
     split: Annotated[str, PathParam(max_length=200)],
-    position: Annotated[int, PathParam(ge=0)],
+    position: Annotated[int, PathParam(ge=0, le=MAX_DB_ID)],
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -220,7 +221,7 @@ def panorama_image(
 
 @router.get("/{index_id}/tile", response_class=FileResponse, responses=IMAGE_RESPONSES)
 def tile_image(
-    index_id: int,
+    index_id: PathId,
     session: SessionDep,
     settings: SettingsDep,
     satellite_id: Annotated[

@@ -35,6 +35,10 @@ DATASET_ROUTES = {
 """Where the jobs that create a dataset are started (not ``POST /jobs``)."""
 
 
+SERVICE_PARAMS = frozenset({"run_name", "gpus"})
+"""Parameters the service reads itself (run folder, processes to launch), not the runner."""
+
+
 def run_dir_for(settings: Settings, dataset: Dataset, params: dict[str, Any]) -> Path:
     """The run folder of a training/projection job on ``dataset``."""
     run_name = str(params.get("run_name", "default"))
@@ -48,6 +52,9 @@ def run_dir_for(settings: Settings, dataset: Dataset, params: dict[str, Any]) ->
 def validate_params(job_type: JobType, params: dict[str, Any]) -> dict[str, Any]:
     """Check ``params`` with the pipeline's own validator (422 naming the field).
 
+    ``run_name`` and ``gpus`` (a positive integer: how many of the worker's GPUs the job
+    runs on, one process each; default all) are the service's own and checked here.
+
     A job type that creates a dataset is refused (422 on ``body.type``): its request body is
     validated by its own route, see :data:`DATASET_ROUTES`.
     """
@@ -58,7 +65,14 @@ def validate_params(job_type: JobType, params: dict[str, Any]) -> dict[str, Any]
     from ucvgl.services.pipeline import validate_job_params
     from ucvgl.shared.errors import ConfigError
 
-    runner_params = {k: v for k, v in params.items() if k != "run_name"}
+    gpus = params.get("gpus")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
+        raise field_problem(
+            "body.params.gpus",
+            f"must be a positive integer (the worker's GPUs for this job; leave it out for "
+            f"all of them), got {gpus!r}",
+        )
+    runner_params = {k: v for k, v in params.items() if k not in SERVICE_PARAMS}
     try:
         validate_job_params(job_type.value, runner_params)
     except ConfigError as exc:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         description="torch intra-op CPU threads (0 = torch's default). On shared CPUs 1 is "
         "much faster: several processes each using every core slow each other down.",
     )
+    ddp_cpu_processes: int = Field(
+        default=0,
+        ge=0,
+        description="On a worker without CUDA, the gloo processes one training job may use "
+        "(params.gpus; 0 or 1: one process). For tests of the multi-GPU path on a CPU.",
+    )
     weights_dir: Path | None = Field(
         default=None, description="Folder of local backbone weights files (no model hub)."
     )

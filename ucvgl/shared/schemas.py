@@ -169,7 +169,9 @@ class JobCreate(BaseModel):
         default_factory=dict,
         description="Job parameters: preset, overrides (preset settings by name, e.g. "
         '{"batch_size": 64, "weights": "none"}; see `ucvgl presets show NAME`), device, seed, '
-        "run_name; mode and gt_ratio where the job type does not fix them; round (amm_round).",
+        "run_name; mode and gt_ratio where the job type does not fix them; round (amm_round); "
+        "gpus (GPUs of the worker for a pipeline/semi/supervised job, one process each under "
+        "torch's launcher; default all it has).",
     )
 
 

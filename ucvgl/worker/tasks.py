@@ -36,6 +36,7 @@ from ucvgl.shared.models import Dataset, Job, Model, utcnow
 from ucvgl.worker.databases import database_for
 from ucvgl.worker.heartbeat import install_heartbeat
 from ucvgl.worker.job_progress import JobProgress
+from ucvgl.worker.launcher import launch_spec, plan_launch, run_distributed
 from ucvgl.worker.recording import (
     RECORD_ONLY_KEYS,
     DatasetNameTaken,
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 JobRunner = Callable[..., dict[str, Any]]
 """``run_job(job_type, dataset, params, run_dir, progress) -> dict``."""
 
-SERVICE_PARAMS = frozenset({"run_name"})
-"""Job parameters the service itself reads (the run folder); not passed to the runner."""
+SERVICE_PARAMS = frozenset({"run_name", "gpus"})
+"""Job parameters the service itself reads (the run folder, the processes to launch); not
+passed to the runner."""
 
 
 def load_registered_dataset(row: Dataset):
@@ -317,11 +319,16 @@ def _execute_started(
             if dataset_row is None:
                 raise ValueError(f"job {job_id} has no dataset")
             progress.update("loading dataset", 0.0)
-            dataset = load_registered_dataset(dataset_row)
             run_dir = Path(str(job.run_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
             params = {k: v for k, v in job.parameters.items() if k not in SERVICE_PARAMS}
-            result = runner(job.type, dataset, params, run_dir, progress)
+            plan = plan_launch(settings, job.type, job.parameters)
+            if plan.distributed:  # every rank runs the runner under torch's launcher
+                spec = launch_spec(runner, job.type, params, run_dir, dataset_row)
+                result = run_distributed(plan, spec, progress, settings)
+            else:
+                dataset = load_registered_dataset(dataset_row)
+                result = runner(job.type, dataset, params, run_dir, progress)
         progress.flush()
         result = json_safe(result if isinstance(result, dict) else {"value": result})
         with database.session() as session:

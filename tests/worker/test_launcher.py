@@ -1,0 +1,107 @@
+"""The multi-process job launcher: how many processes a job gets, and two gloo ranks under
+torch's launcher returning a result, a cancellation and a rank's error."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from service_fixtures import make_folder_dataset
+
+from ucvgl.shared.errors import ConfigError, JobCancelled
+from ucvgl.worker.launcher import (
+    LaunchFailed,
+    LaunchPlan,
+    LaunchSpec,
+    plan_launch,
+    run_distributed,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_plan_defaults_to_every_gpu_and_refuses_more(settings):
+    four = lambda: 4  # noqa: E731
+    cuda = settings.model_copy(update={"device": "auto"})
+    assert plan_launch(cuda, "pipeline", {}, cuda_count=four) == LaunchPlan(4, "cuda")
+    assert plan_launch(cuda, "pipeline", {"gpus": 2}, cuda_count=four) == LaunchPlan(2, "cuda")
+    assert plan_launch(cuda, "cold_start", {}, cuda_count=four).processes == 1
+    assert plan_launch(cuda, "pipeline", {"device": "cuda:3"}, cuda_count=four).processes == 1
+    with pytest.raises(ConfigError, match=r"params.gpus: 5 asked for, this worker has 4"):
+        plan_launch(cuda, "pipeline", {"gpus": 5}, cuda_count=four)
+    with pytest.raises(ConfigError, match="params.gpus"):
+        plan_launch(cuda, "pipeline", {"gpus": 0}, cuda_count=four)
+    with pytest.raises(ConfigError, match="pins the job to one GPU"):
+        plan_launch(cuda, "pipeline", {"gpus": 2, "device": "cuda:0"}, cuda_count=four)
+
+
+def test_plan_on_a_cpu_worker(settings):
+    none = lambda: 0  # noqa: E731
+    cpu = settings.model_copy(update={"device": "auto"})
+    assert plan_launch(cpu, "pipeline", {}, cuda_count=none) == LaunchPlan(1, "cpu")
+    with pytest.raises(ConfigError, match="UCVGL_DDP_CPU_PROCESSES"):
+        plan_launch(cpu, "pipeline", {"gpus": 2}, cuda_count=none)
+    two = cpu.model_copy(update={"ddp_cpu_processes": 2})
+    plan = plan_launch(two, "supervised", {}, cuda_count=none)
+    assert plan == LaunchPlan(2, "cpu") and plan.backend == "gloo" and plan.distributed
+
+
+class RecordingProgress:
+    """Keeps every update; ``check_cancelled`` raises once ``cancel`` is set."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, float, str]] = []
+        self.cancel = threading.Event()
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        self.updates.append((stage, fraction, message))
+        if stage == "waiting":
+            self.cancel.set()
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise JobCancelled("cancelled by the test")
+
+
+def _launch(settings, tmp_path: Path, behaviour: str, monkeypatch) -> tuple:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    root = make_folder_dataset(tmp_path / "data" / "tiny")
+    spec = LaunchSpec(
+        runner="dist_runner:run_job",
+        job_type="pipeline",
+        params={"behaviour": behaviour},
+        run_dir=str(tmp_path / "run"),
+        dataset_root=str(root),
+        dataset_format="folder",
+        dataset_name="tiny",
+        load_options={},
+    )
+    progress = RecordingProgress()
+    threads = settings.model_copy(update={"torch_threads": 1})
+    run = lambda: run_distributed(LaunchPlan(2, "cpu"), spec, progress, threads, poll_s=0.1)  # noqa: E731
+    return run, progress
+
+
+def test_two_gloo_ranks_return_rank_zeros_result(settings, tmp_path, monkeypatch):
+    run, progress = _launch(settings, tmp_path, "sum", monkeypatch)
+    result = run()
+    assert result["sum"] == 3.0  # 1 + 2: both ranks took part in the all-reduce
+    assert result["images"] == 3
+    assert result["launch"] == {"world_size": 2, "backend": "gloo"}
+    assert ("summing", 0.5, "rank 0") in progress.updates  # rank 0's progress, forwarded
+
+
+def test_cancel_stops_every_rank(settings, tmp_path, monkeypatch):
+    run, progress = _launch(settings, tmp_path, "wait_cancel", monkeypatch)
+    with pytest.raises(JobCancelled):
+        run()
+    assert progress.cancel.is_set()
+    assert (tmp_path / "run" / ".launch" / "cancel").exists()
+
+
+def test_a_failing_rank_fails_the_job_with_its_error(settings, tmp_path, monkeypatch):
+    run, _ = _launch(settings, tmp_path, "fail_rank1", monkeypatch)
+    with pytest.raises(LaunchFailed, match="rank 1: ValueError: rank one broke"):
+        run()

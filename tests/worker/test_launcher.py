@@ -93,6 +93,7 @@ def test_two_gloo_ranks_return_rank_zeros_result(settings, tmp_path, monkeypatch
     assert ("summing", 0.5, "rank 0") in progress.updates  # rank 0's progress, forwarded
 
 
+@pytest.mark.slow
 def test_cancel_stops_every_rank(settings, tmp_path, monkeypatch):
     run, progress = _launch(settings, tmp_path, "wait_cancel", monkeypatch)
     with pytest.raises(JobCancelled):
@@ -101,6 +102,7 @@ def test_cancel_stops_every_rank(settings, tmp_path, monkeypatch):
     assert (tmp_path / "run" / ".launch" / "cancel").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_rank_fails_the_job_with_its_error(settings, tmp_path, monkeypatch):
     run, _ = _launch(settings, tmp_path, "fail_rank1", monkeypatch)
     with pytest.raises(LaunchFailed, match="rank 1: ValueError: rank one broke"):

@@ -103,7 +103,9 @@ def worker(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=92802, help="queries = tiles at scale")
-    parser.add_argument("--dense-n", type=int, default=20000, help="shared size for both")
+    parser.add_argument(
+        "--dense-n", type=int, default=20000, help="shared size for both (0: ours at --n only)"
+    )
     parser.add_argument("--name", default="evaluate", help="results/<name>.json")
     add_scale_args(parser, METHODS)
     args = parser.parse_args()
@@ -112,10 +114,8 @@ def main() -> None:
         worker(args)
         return
     script = Path(__file__).resolve()
-    rows = [
-        run_method(script, args, method, n)
-        for n, method in ((args.dense_n, "concat"), (args.dense_n, "ours"), (args.n, "ours"))
-    ]
+    runs = [(args.dense_n, "concat"), (args.dense_n, "ours")] if args.dense_n > 0 else []
+    rows = [run_method(script, args, method, n) for n, method in [*runs, (args.n, "ours")]]
     concat_at_n = 4 * args.n * args.n / 2**30
     rows.append(
         {

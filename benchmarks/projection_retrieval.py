@@ -16,6 +16,15 @@ BEV and ranks all tiles by the cosine of 24x24 colour thumbnails (no learning, s
 
 Prints a table and writes benchmarks/results/projection_retrieval.json.
 
+``--real-pairs DIR`` (e.g. ``../shared/data/real-pairs``) instead checks the projection on
+the real CVUSA and CVACT pairs there (no rendering, seconds): each panorama's BEV (64 px,
+the dataset's default parameters) against every tile of its dataset, with two
+descriptors, the 8x8 mean-centred colour thumbnail of
+``tests/services/projection/test_real_pairs.py`` and the projection prior's standardised
+24 px thumbnail (``ucvgl.services.pixel_prior``), on the whole tile and on its central
+60%: mean cosine to the own tile vs the others, mean rank of the own tile (chance
+(n + 1) / 2) and R@1. Writes benchmarks/results/projection_real_pairs.json.
+
 Measured with the defaults (500 locations, 128x256 panoramas, 128 px tiles and BEVs,
 seed 0; chance R@1 0.2 %): R@1 / R@5 / R@10 =
 CVACT-like 29.4 / 44.4 / 52.2 (FOV 175: 3.4 / 8.8 / 12.2; panorama pixels 0.2 / 1.6 / 2.2);
@@ -64,6 +73,81 @@ def panorama_pixel_retrieval(dataset, split: str, size: int) -> dict:
     return dict(recall_at_k(torch.stack(query), gallery, view.positives, ks=(1, 5, 10)))
 
 
+def _descriptor(image, kind: str):
+    """An [S, S, 3] uint8 image as a unit vector: 'thumb8' (8x8 mean-centred, as the
+    real-pair test) or 'prior24' (24x24 box-averaged, standardised per channel, as the
+    projection prior)."""
+    import numpy as np
+    from PIL import Image
+
+    if kind == "thumb8":
+        v = np.asarray(Image.fromarray(image).resize((8, 8), Image.BILINEAR), dtype=np.float64)
+        v = v.reshape(-1) / 255.0
+        v -= v.mean()
+    else:
+        t = np.asarray(Image.fromarray(image).resize((24, 24), Image.BOX), dtype=np.float64)
+        t = t / 255.0
+        v = ((t - t.mean(axis=(0, 1))) / (t.std(axis=(0, 1)) + 1e-3)).reshape(-1)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def real_pair_rows(folder: Path, bev_size: int = 64) -> list[dict]:
+    """The BEV-vs-tile check on the real pairs of ``folder`` (see the module docstring)."""
+    import csv
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ucvgl.services.projection import default_bev_params, panorama_to_bev
+
+    with open(folder / "pairs.csv", newline="") as fh:
+        pairs = list(csv.DictReader(fh))
+    rows = []
+    for dataset in ("CVUSA", "CVACT"):
+        chosen = [r for r in pairs if r["dataset"] == dataset]
+        params = default_bev_params(dataset.lower(), bev_size)
+        bevs, tiles = [], []
+        for row in chosen:
+            pano = np.asarray(Image.open(folder / row["ground"]).convert("RGB"))
+            x = torch.from_numpy(pano.copy()).permute(2, 0, 1)[None].float() / 255
+            bev = panorama_to_bev(x, params)[0].permute(1, 2, 0).numpy()
+            bevs.append((bev * 255).round().clip(0, 255).astype(np.uint8))
+            tiles.append(Image.open(folder / row["satellite"]).convert("RGB"))
+        n = len(bevs)
+        for fraction, area in ((1.0, "whole tile"), (0.6, "tile centre 60%")):
+            crops = []
+            for tile in tiles:
+                w, h = tile.size
+                box = (
+                    round(w * (1 - fraction) / 2),
+                    round(h * (1 - fraction) / 2),
+                    round(w * (1 + fraction) / 2),
+                    round(h * (1 + fraction) / 2),
+                )
+                crops.append(np.asarray(tile.crop(box).resize((bev_size, bev_size))))
+            for kind in ("thumb8", "prior24"):
+                b = np.stack([_descriptor(x, kind) for x in bevs])
+                t = np.stack([_descriptor(x, kind) for x in crops])
+                sim = b @ t.T
+                own = np.diag(sim)
+                rank = (sim > own[:, None]).sum(1) + 1
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "pairs": n,
+                        "tile": area,
+                        "descriptor": kind,
+                        "own": float(own.mean()),
+                        "others": float((sim.sum(1) - own).mean() / (n - 1)),
+                        "mean_rank": float(rank.mean()),
+                        "chance_rank": (n + 1) / 2,
+                        "r1": float(100.0 * (rank == 1).mean()),
+                    }
+                )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--locations", type=int, default=500)
@@ -75,7 +159,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="rendering processes")
     parser.add_argument("--world-dir", type=Path, default=None, help="keep/reuse worlds here")
+    parser.add_argument(
+        "--real-pairs", type=Path, default=None, help="check the real pairs of this folder"
+    )
     args = parser.parse_args()
+    if args.real_pairs is not None:
+        if not (args.real_pairs / "pairs.csv").exists():
+            parser.error(f"--real-pairs: {args.real_pairs / 'pairs.csv'} does not exist")
+        rows = real_pair_rows(args.real_pairs)
+        columns = ["dataset", "pairs", "tile", "descriptor", "own", "others", "mean_rank"]
+        table = print_table(rows, [*columns, "chance_rank", "r1"])
+        write_json(
+            "projection_real_pairs", {"folder": str(args.real_pairs), "rows": rows, "table": table}
+        )
+        return
 
     from ucvgl.services.datasets import load_dataset
     from ucvgl.services.projection import (

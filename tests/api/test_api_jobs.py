@@ -123,3 +123,14 @@ def test_mutations_need_the_token_and_reads_can_be_private(client, tiny_dataset,
     assert_problem(client.get("/api/v1/jobs"), 401)
     assert_problem(client.get("/api/v1/datasets"), 401)
     assert client.get("/healthz").status_code == 200
+
+
+def test_gpus_param_is_a_positive_integer_kept_with_the_job(client, auth, tiny_dataset):
+    for bad in (0, -1, "two", True, 1.5):
+        problem = assert_problem(
+            _start(client, auth, tiny_dataset["id"], "pipeline", gpus=bad), 422, "gpus"
+        )
+        assert problem["errors"][0]["field"] == "body.params.gpus", problem
+    started = _start(client, auth, tiny_dataset["id"], "pipeline", gpus=2)
+    assert started.status_code == 202, started.text
+    assert started.json()["parameters"]["gpus"] == 2

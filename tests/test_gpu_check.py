@@ -38,7 +38,8 @@ def test_gpu_check_cpu_dry_run_writes_its_json(tmp_path):
     (row,) = matching["rows"]
     assert row["method"] == "ours" and row["pairs"] > 0 and row["ratio_to_floor"] > 0
     evaluate = json.loads((out / "evaluate_bf16.json").read_text())
-    assert {"r1", "r5", "r10", "r1p"} <= set(evaluate["rows"][-1])
+    (ours,) = [r for r in evaluate["rows"] if r["method"] == "ours"]
+    assert ours["n"] == 2000 and {"r1", "r5", "r10", "r1p"} <= set(ours)
     pipeline = json.loads((out / "pipeline.json").read_text())
     assert pipeline["status"] == "ok" and pipeline["recall"]["evaluated"] == 8
     stages = {s["name"] for s in pipeline["stages"]}

@@ -27,10 +27,10 @@ descriptors, the 8x8 mean-centred colour thumbnail of
 
 Measured with the defaults (500 locations, 128x256 panoramas, 128 px tiles and BEVs,
 seed 0; chance R@1 0.2 %): R@1 / R@5 / R@10 =
-CVACT-like 29.4 / 44.4 / 52.2 (FOV 175: 3.4 / 8.8 / 12.2; panorama pixels 0.2 / 1.6 / 2.2);
-CVUSA-like band 26.0 / 40.8 / 47.8 (authors' CVUSA defaults 3.8 / 10.2 / 12.6; band
-centred 0.4 / 3.6 / 5.8; panorama pixels 0.2 / 0.8 / 2.0). About 5 minutes on 2 CPU cores,
-mostly rendering the worlds.
+CVACT-like 29.4 / 44.0 / 51.8 (FOV 175: 3.2 / 9.0 / 12.4; panorama pixels 0.2 / 1.6 / 2.2);
+CVUSA-like band 25.8 / 40.6 / 46.6 (authors' CVUSA defaults 3.8 / 10.4 / 12.6; band
+centred 0.4 / 3.4 / 6.0; panorama pixels 0.2 / 0.8 / 2.0) on 2026-12-06. About 2 to 5
+minutes on 2 CPU cores, mostly rendering the worlds.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ def shortened_paper_small():
         amm_rounds=3,
         amm_epochs_per_round=2,
         health_checks="warn",
+        weights="none",  # the GPU machine reaches no model hub: random init, same compute
     )
 
 

@@ -51,21 +51,27 @@ def test_plan_on_a_cpu_worker(settings):
 class RecordingProgress:
     """Keeps every update; ``check_cancelled`` raises once ``cancel`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, cancel_when_waiting: bool = True) -> None:
         self.updates: list[tuple[str, float, str]] = []
         self.cancel = threading.Event()
+        self.cancel_when_waiting = cancel_when_waiting
+        self.on_waiting = lambda: None
 
     def update(self, stage: str, fraction: float, message: str = "") -> None:
         self.updates.append((stage, fraction, message))
         if stage == "waiting":
-            self.cancel.set()
+            self.on_waiting()
+            if self.cancel_when_waiting:
+                self.cancel.set()
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
             raise JobCancelled("cancelled by the test")
 
 
-def _launch(settings, tmp_path: Path, behaviour: str, monkeypatch) -> tuple:
+def _launch(
+    settings, tmp_path: Path, behaviour: str, monkeypatch, worker_pid: int | None = None
+) -> tuple:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     root = make_folder_dataset(tmp_path / "data" / "tiny")
     spec = LaunchSpec(
@@ -77,8 +83,9 @@ def _launch(settings, tmp_path: Path, behaviour: str, monkeypatch) -> tuple:
         dataset_format="folder",
         dataset_name="tiny",
         load_options={},
+        worker_pid=worker_pid,
     )
-    progress = RecordingProgress()
+    progress = RecordingProgress(cancel_when_waiting=worker_pid is None)
     threads = settings.model_copy(update={"torch_threads": 1})
     run = lambda: run_distributed(LaunchPlan(2, "cpu"), spec, progress, threads, poll_s=0.1)  # noqa: E731
     return run, progress
@@ -107,3 +114,19 @@ def test_a_failing_rank_fails_the_job_with_its_error(settings, tmp_path, monkeyp
     run, _ = _launch(settings, tmp_path, "fail_rank1", monkeypatch)
     with pytest.raises(LaunchFailed, match="rank 1: ValueError: rank one broke"):
         run()
+
+
+@pytest.mark.slow
+def test_ranks_leave_when_the_worker_is_gone(settings, tmp_path, monkeypatch):
+    """The ranks of a job whose worker died stop instead of running on (60 s of waiting
+    would end in a result; a rank that saw its worker gone ends the launch without one)."""
+    import subprocess
+
+    worker = subprocess.Popen(["sleep", "300"])
+    threading.Thread(target=worker.wait, daemon=True).start()  # reaped: no zombie left
+    run, progress = _launch(settings, tmp_path, "wait_cancel", monkeypatch, worker.pid)
+    progress.on_waiting = worker.kill  # the "worker" dies while the ranks run
+    with pytest.raises(LaunchFailed, match="without a result"):
+        run()
+    assert any(stage == "waiting" for stage, _, _ in progress.updates)
+    assert not progress.cancel.is_set()

@@ -13,7 +13,9 @@ The worker process (the parent) starts ``python -m torch.distributed.run --stand
   group when it does not end within a grace period;
 - each rank writes ``outcome-<rank>.json`` (rank 0 with the result); the parent turns it
   into the result, a :class:`JobCancelled`, a :class:`StageFailed` or an error;
-- a retried job resumes from the run folder's checkpoints like any other.
+- a retried job resumes from the run folder's checkpoints like any other;
+- every rank watches the worker process and leaves when it is gone (a killed worker leaves
+  no ranks behind; the reaper fails the job as for a one-process job).
 
 The exchange files live in ``RUN_DIR/.launch/`` (cleared at every launch).
 """
@@ -141,6 +143,8 @@ class LaunchSpec:
     dataset_format: str
     dataset_name: str
     load_options: dict[str, Any]
+    worker_pid: int | None = None
+    """The worker process that launched the job: every rank leaves when it is gone."""
 
 
 def runner_spec(runner: Callable[..., Any]) -> str:
@@ -161,6 +165,7 @@ def launch_spec(
         dataset_format=row.format,
         dataset_name=row.name,
         load_options=dict(row.load_options or {}),
+        worker_pid=os.getpid(),
     )
 
 
@@ -354,6 +359,37 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc``; else kill 0)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _watch_worker(pid: int, interval_s: float = 2.0) -> None:
+    """Leave this rank at once when the worker that launched the job is gone (killed or
+    crashed): torch's launcher then stops the other ranks, and no rank outlives its job."""
+    import threading
+
+    def watch() -> None:
+        while process_alive(pid):
+            time.sleep(interval_s)
+        log.error("the worker (pid %s) is gone; this rank stops", pid)
+        os._exit(4)
+
+    threading.Thread(target=watch, name="watch-worker", daemon=True).start()
+
+
 def _write_outcome(folder: Path, rank: int, outcome: dict[str, Any]) -> None:
     atomic_write_text(folder / f"outcome-{rank}.json", json.dumps(outcome, default=_plain))
 
@@ -369,6 +405,8 @@ def _run_rank(spec_path: Path) -> int:
     folder = spec_path.parent
     rank = int(os.environ.get("RANK", "0"))
     spec = LaunchSpec(**json.loads(spec_path.read_text()))
+    if spec.worker_pid is not None:
+        _watch_worker(spec.worker_pid)
     get_settings().apply_torch_threads()
     try:
         module, _, name = spec.runner.partition(":")

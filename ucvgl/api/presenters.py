@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from ucvgl.services.label_health import margin_score
+from ucvgl.services.progress import eta_seconds as run_eta_seconds
 from ucvgl.shared.models import Job, PseudoLabel, PseudoLabelRound, utcnow
 from ucvgl.shared.schemas import JobRead, LabelRead, MarginHistogram, RoundRead, StageCheckRead
 
@@ -14,15 +15,13 @@ API = "/api/v1"
 
 
 def eta_seconds(job: Job, now: datetime | None = None) -> float | None:
-    """Seconds left, extrapolating the progress rate since the job started; None if unknown."""
+    """Seconds left, extrapolating the progress rate since the job started (the CLI's
+    :func:`ucvgl.services.progress.eta_seconds`); 0 once terminal, None if unknown."""
     if job.state.is_terminal():
         return 0.0
-    if job.started_at is None or job.progress <= 0.0:
+    if job.started_at is None:
         return None
-    elapsed = ((now or utcnow()) - job.started_at).total_seconds()
-    if elapsed <= 0:
-        return None
-    return max(elapsed * (1.0 - job.progress) / job.progress, 0.0)
+    return run_eta_seconds(job.progress, ((now or utcnow()) - job.started_at).total_seconds())
 
 
 def job_links(job: Job) -> dict[str, str]:

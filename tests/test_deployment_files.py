@@ -192,7 +192,7 @@ def test_api_healthcheck_path_answers(settings: Settings) -> None:
 
 def test_worker_healthcheck_snippet_finds_this_hosts_heartbeat(tmp_path: Path) -> None:
     from ucvgl.shared.db import Database, upgrade_database
-    from ucvgl.worker.heartbeat import beat
+    from ucvgl.shared.jobs.liveness import beat
 
     snippet = SERVICES["worker-gpu"]["healthcheck"]["test"][-1]
     url = f"sqlite:///{tmp_path / 'health.sqlite'}"

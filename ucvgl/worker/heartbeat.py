@@ -1,8 +1,8 @@
 """Workers announce themselves in ``worker_heartbeats`` so ``/readyz`` can see them.
 
-The rows and their readers live in :mod:`ucvgl.shared.jobs.liveness` (``beat`` and
-``live_workers`` are re-exported here for the compose healthcheck); this module starts the
-thread that writes them, and reaps lost jobs, inside a worker.
+The rows and their readers live in :mod:`ucvgl.shared.jobs.liveness` (the compose
+healthcheck reads them there); this module starts the thread that writes them, and reaps
+lost jobs, inside a worker.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from ucvgl.shared.jobs.liveness import HEARTBEAT_INTERVAL_S, HEARTBEAT_STALE_S, beat, live_workers
+from ucvgl.shared.jobs.liveness import HEARTBEAT_INTERVAL_S, beat
 from ucvgl.shared.jobs.reaper import reap_quietly
 from ucvgl.shared.models import WorkerHeartbeat
 from ucvgl.worker.databases import database_for
 
-__all__ = ["HEARTBEAT_INTERVAL_S", "HEARTBEAT_STALE_S", "beat", "install_heartbeat", "live_workers"]
+__all__ = ["install_heartbeat"]
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ def check_token_policy(environment: str, api_token: str) -> None:
 
 
 def _parse_queues(queues: str) -> str:
+    """``" gpu, cpu"`` -> ``"gpu,cpu"``; BadParameter naming the valid queues otherwise."""
     names = [q.strip() for q in queues.split(",") if q.strip()]
     valid = {q.value for q in Queue}
     bad = [q for q in names if q not in valid]
@@ -94,8 +95,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start a Celery worker alone (e.g. a GPU machine joining a shared Redis + database).
 
-        Refuses to start (exit 2, one line) when the database is unreachable or not migrated.
+        Refuses to start (exit 2, one line) when a queue name is unknown or the database is
+        unreachable or not migrated.
         """
+        queue_names = _parse_queues(queues)  # before anything slow: a typo fails at once
+
         from ucvgl.shared.config import get_settings
         from ucvgl.worker import startup
 
@@ -116,7 +120,7 @@ def register(app: typer.Typer) -> None:
             [
                 "worker",
                 "--queues",
-                _parse_queues(queues),
+                queue_names,
                 "--concurrency",
                 str(concurrency),
                 "--pool",

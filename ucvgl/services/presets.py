@@ -453,6 +453,7 @@ PRESETS: dict[str, Preset] = {
         ground_size=(224, 224),
         satellite_size=224,
         bev_size=360,
+        # also CycleGANConfig.paper()'s sizes, networks, epochs, batch and pool
         cyclegan=dict(
             size=320,
             load_size=360,

@@ -16,6 +16,13 @@ def test_paper_preset_has_the_authors_settings() -> None:
     assert CycleGANConfig.paper(epochs=20, decay_epochs=10).epochs == 20
 
 
+def test_the_paper_presets_train_the_authors_cyclegan() -> None:
+    from ucvgl.services.presets import PRESETS
+
+    for name in ("paper-small", "paper-base"):
+        assert PRESETS[name].cyclegan_config() == CycleGANConfig.paper(), name
+
+
 def _original_linear(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
     # junyanz/pytorch-CycleGAN-and-pix2pix networks.get_scheduler('linear'), epoch_count=1
     return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ucvgl.services.presets import PRESETS
 from ucvgl.shared.errors import ConfigError
 
 #: Fields that fix the shapes of the networks: a checkpoint only resumes with the same values.
@@ -140,22 +141,17 @@ class CycleGANConfig:
     def paper(cls, **overrides: Any) -> CycleGANConfig:
         """The authors' settings: 9 blocks, 64 filters, 320 px, batch 1, lambda 10, identity 0.5,
         pool 50, Adam 2e-4 / 0.5, 50 epochs (paper Sec. 4.2) decaying over the last 25, random
-        320 crops of images resized to 360."""
+        320 crops of images resized to 360.
+
+        Sizes, networks, epochs, batch and pool are the ``paper-small`` preset's ``cyclegan``
+        (the one source, checked against docs/paper-settings.md); the optimiser and loss
+        weights are given here."""
         base = cls(
-            size=320,
-            load_size=360,
-            ngf=64,
-            ndf=64,
-            n_blocks=9,
-            n_layers=3,
-            epochs=50,
-            batch_size=1,
+            **PRESETS["paper-small"].cyclegan,
             lr=2e-4,
             beta1=0.5,
             lambda_cycle=10.0,
             lambda_identity=0.5,
-            pool_size=50,
-            decay_epochs=25,
         )
         return replace(base, **overrides)
 

@@ -16,6 +16,7 @@ import functools
 import io
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,34 +54,56 @@ def _is_run(task: Task) -> bool:
     return task.fields.get("kind") == RUN_KIND
 
 
-class _Amount(ProgressColumn):
+def _count(task: Task) -> str:
+    """A stage's "done/total unit"."""
+    return f"{int(task.completed)}/{int(task.total)} {task.fields.get('unit', '')}"
+
+
+class _RunOrStage(ProgressColumn):
+    """A column drawn one way on the run's line and another on each stage's bar."""
+
+    def render(self, task: Task) -> Text:  # noqa: D102
+        return self.run(task) if _is_run(task) else self.stage(task)
+
+    def run(self, task: Task) -> Text:
+        """The run's cell (empty unless a column says otherwise)."""
+        return Text("")
+
+    @abstractmethod
+    def stage(self, task: Task) -> Text:
+        """A stage's cell."""
+
+
+class _Amount(_RunOrStage):
     """Run: percent. Stage: done/total units."""
 
-    def render(self, task: Task) -> Text:  # noqa: D102
-        if _is_run(task):
-            return Text(f"{percent(task.fields['fraction']):>3d}%", style="bold")
+    def run(self, task: Task) -> Text:  # noqa: D102
+        return Text(f"{percent(task.fields['fraction']):>3d}%", style="bold")
+
+    def stage(self, task: Task) -> Text:  # noqa: D102
         if task.total is None or not task.fields.get("unit"):
             return Text("")
-        return Text(f"{int(task.completed)}/{int(task.total)} {task.fields['unit']}")
+        return Text(_count(task))
 
 
-class _Rate(ProgressColumn):
+class _Rate(_RunOrStage):
     """Stage: units per second (over the last 30 s; the whole stage once finished)."""
 
-    def render(self, task: Task) -> Text:  # noqa: D102
+    def stage(self, task: Task) -> Text:  # noqa: D102
         unit = task.fields.get("unit")
         speed = task.finished_speed or task.speed
-        if _is_run(task) or not unit or not speed:
+        if not unit or not speed:
             return Text("")
         return Text(f"{speed:.3g} {unit}/s")
 
 
-class _Eta(ProgressColumn):
+class _Eta(_RunOrStage):
     """Run: the API's ETA. Stage: its own ETA, or how long it took once over."""
 
-    def render(self, task: Task) -> Text:  # noqa: D102
-        if _is_run(task):
-            return Text(f"ETA {format_duration(task.fields['eta'])}", style="bold")
+    def run(self, task: Task) -> Text:  # noqa: D102
+        return Text(f"ETA {format_duration(task.fields['eta'])}", style="bold")
+
+    def stage(self, task: Task) -> Text:  # noqa: D102
         if task.finished or task.stop_time is not None:
             return Text(f"took {format_duration(task.finished_time or task.elapsed)}")
         if not task.fields.get("unit"):
@@ -88,16 +111,15 @@ class _Eta(ProgressColumn):
         return Text(f"ETA {format_duration(task.time_remaining)}")
 
 
-class _Note(ProgressColumn):
+class _Note(_RunOrStage):
     """Run: the current stage. Stage: its latest message."""
 
-    def render(self, task: Task) -> Text:  # noqa: D102
-        if _is_run(task):
-            return Text(f"stage: {task.fields['stage']}", style="bold")
+    def run(self, task: Task) -> Text:  # noqa: D102
+        return Text(f"stage: {task.fields['stage']}", style="bold")
+
+    def stage(self, task: Task) -> Text:  # noqa: D102
         message = str(task.fields.get("message", ""))
-        if task.total is not None and message == f"{int(task.completed)}/{int(task.total)} " + str(
-            task.fields.get("unit", "")
-        ):
+        if task.total is not None and message == _count(task):
             return Text("")  # the amount column says it already
         return Text(message if len(message) <= 70 else message[:69] + "…", style="dim")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_fixtures import assert_problem, make_folder_dataset
+from service_fixtures import add_indexed_run, assert_problem, make_folder_dataset
 
 from ucvgl.shared.db import Database
-from ucvgl.shared.models import Dataset, Model, RetrievalIndex
+from ucvgl.shared.models import RetrievalIndex
 
 N = 6
 
@@ -42,29 +42,16 @@ def gallery(service_settings, tmp_path):
     index_dir = write_index(tmp_path / "work" / "run" / "index", tiles)
     database = Database.from_settings(service_settings)
     with database.session() as session:
-        dataset = Dataset(
-            name="mine",
-            format="folder",
-            root_path=str(root),
-            counts={},
-            has_ground_truth=True,
-            validation_report={},
+        index = add_indexed_run(
+            session,
+            dataset={"name": "mine", "format": "folder", "root_path": str(root)},
+            run_dir=index_dir.parent,
+            index_dir=index_dir,
+            size=len(tiles),
+            checkpoint="x",
         )
-        session.add(dataset)
-        session.flush()
-        model = Model(
-            dataset_id=dataset.id,
-            run_dir=str(index_dir.parent),
-            checkpoint_path="x",
-            mode="supervised",
-        )
-        session.add(model)
-        session.flush()
-        index = RetrievalIndex(model_id=model.id, path=str(index_dir), kind="flat", size=len(tiles))
-        session.add(index)
-        session.flush()
         empty = RetrievalIndex(
-            model_id=model.id, path=str(tmp_path / "nothing"), kind="flat", size=0
+            model_id=index.model_id, path=str(tmp_path / "nothing"), kind="flat", size=0
         )
         session.add(empty)
     database.dispose()

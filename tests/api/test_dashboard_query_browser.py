@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from service_fixtures import add_indexed_run
 from test_dashboard_browser import TOKEN, WAIT_MS, browser, open_page  # noqa: F401
 
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database, upgrade_database
-from ucvgl.shared.models import Dataset, Model, RetrievalIndex
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -74,29 +74,14 @@ def served(settings: Settings, tmp_path: Path, tiny_run: TinyRun) -> Iterator[Se
     upgrade_database(url)
     database = Database.from_url(url)
     with database.session() as session:
-        dataset = Dataset(
-            name="tiny-cvact",
-            format="cvact",
-            root_path=str(tiny_run.world),
-            counts={},
-            has_ground_truth=True,
-            validation_report={},
-        )
-        session.add(dataset)
-        session.flush()
-        model = Model(
-            dataset_id=dataset.id,
-            run_dir=str(tiny_run.run),
-            checkpoint_path=str(tiny_run.run / "model" / "selected.pt"),
-            mode="supervised",
+        index = add_indexed_run(
+            session,
+            dataset={"name": "tiny-cvact", "format": "cvact", "root_path": str(tiny_run.world)},
+            run_dir=tiny_run.run,
+            index_dir=tiny_run.run / "index",
+            size=N_TRAIN + N_VAL,
             preset="tiny",
         )
-        session.add(model)
-        session.flush()
-        index = RetrievalIndex(
-            model_id=model.id, path=str(tiny_run.run / "index"), kind="flat", size=N_TRAIN + N_VAL
-        )
-        session.add(index)
     database.dispose()
     app_settings = settings.model_copy(
         update={

@@ -8,12 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from service_fixtures import add_indexed_run
 from typer.testing import CliRunner
 
 from ucvgl.cli import app
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database, upgrade_database
-from ucvgl.shared.models import Dataset, Model, RetrievalIndex
 
 N_TRAIN, N_VAL = 24, 12
 K = 3
@@ -63,28 +63,12 @@ def api_answer(settings: Settings, tmp_path: Path, run: Path, images: list[Path]
     upgrade_database(url)
     database = Database.from_url(url)
     with database.session() as session:
-        dataset = Dataset(
-            name="tiny",
-            format="cvact",
-            root_path=str(run),
-            counts={},
-            has_ground_truth=True,
-            validation_report={},
-        )
-        session.add(dataset)
-        session.flush()
-        model = Model(
-            dataset_id=dataset.id,
-            run_dir=str(run),
-            checkpoint_path=str(run / "model" / "selected.pt"),
-            mode="supervised",
-        )
-        session.add(model)
-        session.flush()
-        session.add(
-            RetrievalIndex(
-                model_id=model.id, path=str(run / "index"), kind="flat", size=N_TRAIN + N_VAL
-            )
+        add_indexed_run(
+            session,
+            dataset={"name": "tiny", "format": "cvact", "root_path": str(run)},
+            run_dir=run,
+            index_dir=run / "index",
+            size=N_TRAIN + N_VAL,
         )
     database.dispose()
     app_settings = settings.model_copy(update={"database_url": url, "device": "cpu"})

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import create_db_engine, upgrade_database
-from ucvgl.shared.models import Base
+from ucvgl.shared.models import Base, Dataset, Model, RetrievalIndex
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 API_TOKEN = "test-token-0123456789"
@@ -117,6 +117,39 @@ def service_settings(settings: Settings, db_url: str) -> Settings:
 def auth() -> dict[str, str]:
     """Headers carrying the test API token."""
     return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def add_indexed_run(
+    session,
+    *,
+    dataset: dict[str, Any],
+    run_dir: Path,
+    index_dir: Path,
+    size: int,
+    checkpoint: str | None = None,
+    **model: Any,
+) -> RetrievalIndex:
+    """Rows of a dataset, a supervised model trained on it (the run ``run_dir``) and an
+    index of ``size`` tiles at ``index_dir``; flushed, so their ids are set.
+
+    ``dataset``: ``name``, ``format``, ``root_path``; ``checkpoint`` defaults to the run's
+    selected model; ``model``: other ``Model`` columns (``mode``, ``preset``).
+    """
+    row = Dataset(counts={}, has_ground_truth=True, validation_report={}, **dataset)
+    session.add(row)
+    session.flush()
+    trained = Model(
+        dataset_id=row.id,
+        run_dir=str(run_dir),
+        checkpoint_path=checkpoint or str(run_dir / "model" / "selected.pt"),
+        **{"mode": "supervised", **model},
+    )
+    session.add(trained)
+    session.flush()
+    index = RetrievalIndex(model_id=trained.id, path=str(index_dir), kind="flat", size=size)
+    session.add(index)
+    session.flush()
+    return index
 
 
 def make_folder_dataset(root: Path, n: int = 4, seed: int = 0) -> Path:

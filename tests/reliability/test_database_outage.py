@@ -17,30 +17,37 @@ from service_fixtures import (
     empty_tables,
     make_folder_dataset,
     poll_job,
-    register_dataset,
     register_tiny_dataset,
-    registered,
+    start_tiny_pipeline,
 )
 from tcp_proxy import TcpProxy
 
 from ucvgl.api.main import create_app
+from ucvgl.shared.config import Settings
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 OUTAGE_S = 3.0
+
+
+def behind_proxy(settings: Settings, schema_url: str | None) -> tuple[TcpProxy, Settings]:
+    """Service settings on this session's PostgreSQL schema (emptied) reached through a TCP
+    proxy the test can cut (close it at the end); skips the test when PostgreSQL is down."""
+    if schema_url is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    empty_tables(schema_url)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    url = schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    service = settings.model_copy(
+        update={"database_url": f"{url}&connect_timeout=3", "api_token": API_TOKEN}
+    )
+    return proxy, service
 
 
 @pytest.mark.postgres
 def test_database_outage_is_503_then_recovers_without_restart(
     settings, postgres_schema_url, tmp_path
 ):
-    if postgres_schema_url is None:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    empty_tables(postgres_schema_url)
-    proxy = TcpProxy("127.0.0.1", 5432)
-    url = postgres_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    service = settings.model_copy(
-        update={"database_url": f"{url}&connect_timeout=3", "api_token": API_TOKEN}
-    )
+    proxy, service = behind_proxy(settings, postgres_schema_url)
     make_folder_dataset(service.data_roots[0] / "tiny")
     worker, _ = start_worker(
         service,
@@ -103,14 +110,7 @@ def test_database_outage_during_a_real_pipeline_job(settings, postgres_schema_ur
     progress, and ends SUCCEEDED with its rounds, model and index recorded once it is back."""
     from ucvgl.services.synth import generate_world
 
-    if postgres_schema_url is None:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    empty_tables(postgres_schema_url)
-    proxy = TcpProxy("127.0.0.1", 5432)
-    url = postgres_schema_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    service = settings.model_copy(
-        update={"database_url": f"{url}&connect_timeout=3", "api_token": API_TOKEN}
-    )
+    proxy, service = behind_proxy(settings, postgres_schema_url)
     generate_world(
         service.data_roots[0] / "world", "cvact", 24, 8, seed=0, pano_size=(32, 64), sat_size=32
     )
@@ -124,13 +124,7 @@ def test_database_outage_during_a_real_pipeline_job(settings, postgres_schema_ur
     )
     try:
         with TestClient(create_app(service), raise_server_exceptions=False) as client:
-            body = {"name": "world", "path": "world", "format": "cvact"}
-            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
-            params = {"mode": "unsupervised", "preset": "tiny", "device": "cpu"}
-            job = {"type": "pipeline", "dataset_id": dataset_id, "params": params}
-            started = client.post("/api/v1/jobs", json=job, headers=AUTH)
-            assert started.status_code == 202, started.text
-            job_id = started.json()["id"]
+            dataset_id, job_id = start_tiny_pipeline(client, AUTH, "cvact")
             wait_for(held.exists, 180, "the job to reach AMM round 1")
             before = client.get(f"/api/v1/jobs/{job_id}").json()
             assert before["state"] == "RUNNING" and before["stage"].startswith("AMM round 1")

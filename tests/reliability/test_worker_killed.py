@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from fastapi.testclient import TestClient
 from processes import start_worker, stop_process, wait_for
-from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job, register_dataset, registered
+from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job, start_tiny_pipeline
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import upgrade_database
@@ -61,13 +61,7 @@ def test_killed_worker_job_is_failed_then_resumed_from_checkpoints(settings, tmp
     second = None
     try:
         with TestClient(create_app(service)) as client:
-            body = {"name": "world", "path": "world", "format": "cvusa"}
-            dataset_id = registered(client, register_dataset(client, AUTH, body))["id"]
-            params = {"mode": "unsupervised", "preset": "tiny", "device": "cpu"}
-            job = {"type": "pipeline", "dataset_id": dataset_id, "params": params}
-            started = client.post("/api/v1/jobs", json=job, headers=AUTH)
-            assert started.status_code == 202, started.text
-            job_id = started.json()["id"]
+            dataset_id, job_id = start_tiny_pipeline(client, AUTH, "cvusa")
 
             wait_for(marker.exists, 120, "the job to reach AMM round 2")
             running = client.get(f"/api/v1/jobs/{job_id}").json()

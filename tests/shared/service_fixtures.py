@@ -249,6 +249,21 @@ def poll_job(
         time.sleep(interval_s)
 
 
+def start_tiny_pipeline(client, auth, fmt: str, name: str = "world") -> tuple[int, int]:
+    """Register the ``fmt`` dataset at ``<first data root>/<name>`` (a running worker takes
+    the job) and start an unsupervised ``tiny`` pipeline on it on the CPU (202 asserted).
+
+    Returns (dataset id, pipeline job id).
+    """
+    body = {"name": name, "path": name, "format": fmt}
+    dataset_id = registered(client, register_dataset(client, auth, body))["id"]
+    params = {"mode": "unsupervised", "preset": "tiny", "device": "cpu"}
+    job = {"type": "pipeline", "dataset_id": dataset_id, "params": params}
+    started = client.post("/api/v1/jobs", json=job, headers=auth)
+    assert started.status_code == 202, started.text
+    return dataset_id, started.json()["id"]
+
+
 TINY_DATASET = {"name": "tiny", "path": "tiny", "format": "folder"}
 """Registration body of the folder dataset :func:`make_folder_dataset` writes to
 ``<first data root>/tiny``."""

@@ -264,6 +264,28 @@ def start_tiny_pipeline(client, auth, fmt: str, name: str = "world") -> tuple[in
     return dataset_id, started.json()["id"]
 
 
+TINY_WORLD = {
+    "name": "world",
+    "format": "cvact",
+    "n_train": 24,
+    "n_val": 8,
+    "seed": 0,
+    "pano_height": 32,
+    "pano_width": 64,
+    "sat_size": 32,
+}
+"""``POST /datasets/synthetic`` body of a world the ``tiny`` pipeline trains on in seconds."""
+
+
+def make_tiny_world(client, auth) -> int:
+    """Generate :data:`TINY_WORLD` (a running worker takes the job); its dataset id."""
+    made = client.post("/api/v1/datasets/synthetic", json=TINY_WORLD, headers=auth)
+    assert made.status_code == 202, made.text
+    job = poll_job(client, made.json()["id"], TERMINAL_STATES, 120, interval_s=0.5)
+    assert job["state"] == "SUCCEEDED", job
+    return job["result"]["dataset_id"]
+
+
 TINY_DATASET = {"name": "tiny", "path": "tiny", "format": "folder"}
 """Registration body of the folder dataset :func:`make_folder_dataset` writes to
 ``<first data root>/tiny``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job
+from service_fixtures import API_TOKEN, TERMINAL_STATES, make_tiny_world, poll_job
 from worker_process import start_worker, stop_worker
 
 from ucvgl.api.main import create_app
@@ -23,21 +23,7 @@ def test_tiny_pipeline_end_to_end(settings, tmp_path):
     worker = start_worker(service, tmp_path / "worker.log", fake=False)
     try:
         with TestClient(create_app(service)) as client:
-            world = {
-                "name": "world",
-                "format": "cvact",
-                "n_train": 24,
-                "n_val": 8,
-                "seed": 0,
-                "pano_height": 32,
-                "pano_width": 64,
-                "sat_size": 32,
-            }
-            made = client.post("/api/v1/datasets/synthetic", json=world, headers=auth)
-            assert made.status_code == 202, made.text
-            job = poll_job(client, made.json()["id"], TERMINAL_STATES, 120, interval_s=0.5)
-            assert job["state"] == "SUCCEEDED", job
-            dataset_id = job["result"]["dataset_id"]
+            dataset_id = make_tiny_world(client, auth)
             dataset = client.get(f"/api/v1/datasets/{dataset_id}").json()
             assert dataset["has_ground_truth"] and dataset["validation_report"]["ok"]
 

@@ -14,22 +14,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from service_fixtures import API_TOKEN, TERMINAL_STATES, poll_job
+from service_fixtures import API_TOKEN, TERMINAL_STATES, make_tiny_world, poll_job
 from worker_process import start_worker, stop_worker
 
 from ucvgl.api.main import create_app
 from ucvgl.shared.db import upgrade_database
 
-WORLD = {
-    "name": "world",
-    "format": "cvact",
-    "n_train": 24,
-    "n_val": 8,
-    "seed": 0,
-    "pano_height": 32,
-    "pano_width": 64,
-    "sat_size": 32,
-}
 WORKER_STAGES = {"starting", "loading dataset", "queued"}
 """Stages the worker writes itself; any other stage comes from rank 0."""
 
@@ -59,11 +49,7 @@ def test_pipeline_job_on_two_gloo_processes(settings, tmp_path):
     )
     try:
         with TestClient(create_app(service)) as client:
-            made = client.post("/api/v1/datasets/synthetic", json=WORLD, headers=auth)
-            assert made.status_code == 202, made.text
-            job = poll_job(client, made.json()["id"], TERMINAL_STATES, 120, interval_s=0.5)
-            assert job["state"] == "SUCCEEDED", job
-            dataset_id = job["result"]["dataset_id"]
+            dataset_id = make_tiny_world(client, auth)
 
             too_many = {"type": "pipeline", "dataset_id": dataset_id}
             too_many["params"] = {"preset": "tiny", "gpus": 3, "run_name": "three"}

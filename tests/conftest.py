@@ -45,6 +45,28 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def make_world():
+    """``generate_world`` at the tests' small sizes (32 x 64 panoramas, 32 px tiles, one
+    process): ``make_world(out, format, n_train, n_val, seed=0, **more)`` -> the world."""
+    from ucvgl.services.synth import generate_world
+
+    def make(out: Path, format: str, n_train: int, n_val: int, seed: int = 0, **more) -> Path:
+        return generate_world(
+            out,
+            format,
+            n_train,
+            n_val,
+            seed=seed,
+            pano_size=(32, 64),
+            sat_size=32,
+            workers=1,
+            **more,
+        )
+
+    return make
+
+
 @pytest.fixture
 def real_pairs_dir() -> Path:
     """The shared folder of 47 real pairs; skips the test when it is absent."""

@@ -44,19 +44,15 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> TinyRun:
+def tiny_run(tmp_path_factory, make_world) -> TinyRun:
     """A finished tiny supervised run (seconds) on a CVACT-layout world."""
     import torch
 
     from ucvgl.services.pipeline import run_pipeline
-    from ucvgl.services.synth import generate_world
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    data = tmp_path_factory.mktemp("data")
-    world = generate_world(
-        data / "cvact", "cvact", N_TRAIN, N_VAL, seed=0, pano_size=(32, 64), sat_size=32, workers=1
-    )
+    world = make_world(tmp_path_factory.mktemp("data") / "cvact", "cvact", N_TRAIN, N_VAL)
     run = tmp_path_factory.mktemp("work") / "run"
     run_pipeline(world, "cvact", "supervised", "tiny", run, device="cpu")
     torch.set_num_threads(before)

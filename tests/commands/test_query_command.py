@@ -25,24 +25,14 @@ def _single_torch_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+def tiny_run(tmp_path_factory, make_world) -> tuple[Path, Path]:
     """A finished tiny supervised run (seconds) whose index folder was removed."""
     import torch
 
     from ucvgl.services.pipeline import run_pipeline
-    from ucvgl.services.synth import generate_world
 
     torch.set_num_threads(1)
-    world = generate_world(
-        tmp_path_factory.mktemp("world") / "cvact",
-        "cvact",
-        N_TRAIN,
-        N_VAL,
-        seed=0,
-        pano_size=(32, 64),
-        sat_size=32,
-        workers=1,
-    )
+    world = make_world(tmp_path_factory.mktemp("world") / "cvact", "cvact", N_TRAIN, N_VAL)
     run = tmp_path_factory.mktemp("runs") / "sup"
     run_pipeline(world, "cvact", "supervised", "tiny", run, device="cpu")
     shutil.rmtree(run / "index")

@@ -24,35 +24,15 @@ def _single_torch_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def cvact(tmp_path_factory) -> Path:
+def cvact(tmp_path_factory, make_world) -> Path:
     out = tmp_path_factory.mktemp("act") / "cvact"
-    return generate_world(
-        out,
-        "cvact",
-        N_TRAIN,
-        N_VAL,
-        seed=3,
-        pano_size=(32, 64),
-        sat_size=32,
-        workers=1,
-        n_test=N_TEST,
-    )
+    return make_world(out, "cvact", N_TRAIN, N_VAL, seed=3, n_test=N_TEST)
 
 
 @pytest.fixture(scope="module")
-def vigor(tmp_path_factory) -> Path:
+def vigor(tmp_path_factory, make_world) -> Path:
     out = tmp_path_factory.mktemp("vigor") / "vigor"
-    return generate_world(
-        out,
-        "vigor",
-        12,
-        6,
-        seed=4,
-        pano_size=(32, 64),
-        sat_size=32,
-        workers=1,
-        cities=("NewYork", "Chicago"),
-    )
+    return make_world(out, "vigor", 12, 6, seed=4, cities=("NewYork", "Chicago"))
 
 
 def test_names_per_format():

@@ -28,13 +28,8 @@ def _single_torch_thread(one_torch_thread):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    from ucvgl.services.synth import generate_world
-
-    out = tmp_path_factory.mktemp("world") / "cvact"
-    return generate_world(
-        out, "cvact", N_TRAIN, N_VAL, seed=0, pano_size=(32, 64), sat_size=32, workers=1
-    )
+def world(tmp_path_factory, make_world) -> Path:
+    return make_world(tmp_path_factory.mktemp("world") / "cvact", "cvact", N_TRAIN, N_VAL)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -197,6 +197,26 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+def start_server(app: Any, name: str) -> tuple[Any, threading.Thread, str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a daemon thread ``name``.
+
+    Returns (server, thread, base URL) once it listens; stop it with
+    ``server.should_exit = True`` and a join. RuntimeError if it has not started in 15 s.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start within 15 s")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start the real app on 127.0.0.1 (a free port) over a migrated temporary SQLite file.
@@ -204,11 +224,9 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., LiveServ
     ``serve(with_rows, public_reads=True)`` seeds the rows first when ``with_rows``; the
     server stops after the test.
     """
-    import uvicorn
-
     from ucvgl.api.main import create_app
 
-    started: list[tuple[uvicorn.Server, threading.Thread, Database]] = []
+    started: list[tuple[Any, threading.Thread, Database]] = []
 
     def start(with_rows: bool, public_reads: bool = True) -> LiveServer:
         url = f"sqlite:///{tmp_path / 'dashboard.sqlite'}"
@@ -219,20 +237,9 @@ def serve(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., LiveServ
         database = Database.from_url(url)
         run_dir = tmp_path / "work" / "runs" / "dataset-1" / "default"
         seeded = seed(database, run_dir) if with_rows else None
-        config = uvicorn.Config(
-            create_app(app_settings), host="127.0.0.1", port=0, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
-        thread.start()
+        server, thread, base = start_server(create_app(app_settings), "dashboard-uvicorn")
         started.append((server, thread, database))
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start within 15 s")
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        return LiveServer(f"http://127.0.0.1:{port}", database, seeded)
+        return LiveServer(base, database, seeded)
 
     yield start
     for server, thread, database in started:

@@ -8,8 +8,6 @@ marked when the dataset knows it. The page's answer is the API's answer.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,13 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from service_fixtures import add_indexed_run
-from test_dashboard_browser import TOKEN, WAIT_MS, browser, open_page  # noqa: F401
+from test_dashboard_browser import (  # noqa: F401
+    TOKEN,
+    WAIT_MS,
+    browser,
+    open_page,
+    start_server,
+)
 
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database, upgrade_database
@@ -62,8 +66,6 @@ def tiny_run(tmp_path_factory, make_world) -> TinyRun:
 @pytest.fixture
 def served(settings: Settings, tmp_path: Path, tiny_run: TinyRun) -> Iterator[Served]:
     """The app on a loopback port with the run's index registered (data root: the world's)."""
-    import uvicorn
-
     from ucvgl.api.main import create_app
 
     url = f"sqlite:///{tmp_path / 'query.sqlite'}"
@@ -88,18 +90,8 @@ def served(settings: Settings, tmp_path: Path, tiny_run: TinyRun) -> Iterator[Se
             "data_roots": [tiny_run.world.parent],
         }
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(app_settings), host="127.0.0.1", port=0, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="query-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start within 15 s")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Served(f"http://127.0.0.1:{port}", index.id)
+    server, thread, base = start_server(create_app(app_settings), "query-uvicorn")
+    yield Served(base, index.id)
     server.should_exit = True
     thread.join(timeout=10)
 

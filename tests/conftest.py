@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests decode images on the test's own thread unless they ask for DataLoader workers (the
+# streaming tests do): a worker process per loader would slow every tiny training test.
+os.environ.setdefault("UCVGL_NUM_WORKERS", "0")
+
 REAL_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-pairs"
 
 

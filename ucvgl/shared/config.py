@@ -45,7 +45,29 @@ class Settings(BaseSettings):
 
     # --- compute ------------------------------------------------------------------------
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+    num_workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="DataLoader worker processes that decode images; unset: "
+        "min(8, usable CPUs - 1), and 0 inside a daemonic process (which may not have "
+        "children). 0 decodes on the training thread.",
+    )
+    loader_prefetch: int = Field(
+        default=2, ge=1, description="Batches each DataLoader worker decodes ahead."
+    )
+    image_cache_mb: float = Field(
+        default=1024.0,
+        ge=0,
+        description="Byte budget (MiB) of decoded images kept in memory by this process, "
+        "all datasets together, in shared memory that its DataLoader workers fill and read "
+        "(never a copy per worker). Images past the budget are decoded again each time.",
+    )
+    embedding_cache_dtype: Literal["float16", "float32"] = Field(
+        default="float16",
+        description="How cached embeddings are stored on disk (and returned, so a cached "
+        "and a fresh result agree): float16 halves the files of the L2-normalised "
+        "embeddings at a cosine error of about 1e-4.",
+    )
     torch_threads: int = Field(
         default=0,
         ge=0,
@@ -129,6 +151,25 @@ class Settings(BaseSettings):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def loader_workers(self) -> int:
+        """DataLoader workers: ``num_workers``, else min(8, usable CPUs - 1).
+
+        A daemonic process (a Celery prefork pool child, say) gets 0 by default: it may
+        not start processes of its own.
+        """
+        if self.num_workers is not None:
+            return self.num_workers
+        import multiprocessing
+        import os
+
+        if multiprocessing.current_process().daemon:
+            return 0
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 1
+        return max(0, min(8, cpus - 1))
 
     def apply_torch_threads(self) -> None:
         """Set torch's CPU thread count from ``torch_threads`` (0 leaves torch's default)."""

@@ -1,9 +1,12 @@
 """Datasets and DataLoaders over a :class:`ViewSplit` for training and embedding.
 
-Images are decoded once, resized to the size the encoder expects and kept as uint8
-tensors [3, H, W] (optionally cached in memory, which matters on CPU where JPEG decoding
-costs as much as a small model's forward pass); transforms (augmentations or the eval
-normalisation) run on those tensors.
+Images stream: each item is decoded (JPEG draft mode at the target size where the file is
+at least twice as large), resized to the size the encoder expects as uint8 [3, H, W], in
+the DataLoader's worker processes (``settings.loader_workers()``, persistent, prefetching,
+pinned memory on CUDA). Decoded images are kept only within the process's byte budget
+(``settings.image_cache_mb``, :mod:`ucvgl.services.training.image_cache`: shared memory
+filled and read by every worker), so memory does not grow with the dataset. Transforms
+(augmentations or the eval normalisation) run on the uint8 tensors.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from ucvgl.services.datasets.index import ViewSplit
+from ucvgl.services.training.image_cache import ImageCache
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,7 +57,9 @@ class ImageListDataset(Dataset):
         headings: per-image heading in degrees for panoramas (rolled to north), or None.
         panorama: load with ``load_panorama`` (ground views) instead of ``load_rgb``.
         transform: applied to the uint8 [3, H, W] tensor; None returns it unchanged.
-        cache: keep decoded, resized images in memory (per process).
+        cache: keep decoded images within the process's byte budget (an
+            :class:`ImageCache` reserved now, shared with the DataLoader workers); an
+            ``ImageCache`` of this dataset's length and size is used as it is.
     """
 
     def __init__(
@@ -64,7 +70,7 @@ class ImageListDataset(Dataset):
         headings: np.ndarray | None = None,
         panorama: bool = False,
         transform: Callable[[Tensor], object] | None = None,
-        cache: bool = True,
+        cache: bool | ImageCache = True,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.size = (int(size[0]), int(size[1]))
@@ -73,27 +79,38 @@ class ImageListDataset(Dataset):
             raise ValueError("headings must have one value per path")
         self.panorama = panorama
         self.transform = transform
-        self.cache = cache
-        self._cache: dict[int, Tensor] = {}
+        if isinstance(cache, ImageCache):
+            if cache.image_bytes != 3 * self.size[0] * self.size[1]:
+                raise ValueError(f"the ImageCache holds images of another size than {self.size}")
+            self.cache: ImageCache | None = cache
+        else:
+            self.cache = ImageCache(len(self.paths), self.size) if cache and self.paths else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, index: int) -> Tensor:
-        """The resized uint8 [3, H, W] image ``index`` (from the cache when enabled)."""
-        if index in self._cache:
-            return self._cache[index]
+    def decode(self, index: int) -> Tensor:
+        """Image ``index`` decoded from its file and resized: uint8 [3, H, W]."""
         from ucvgl.services.datasets.images import load_panorama, load_rgb
 
         path = self.paths[index]
+        draft = (self.size[1], self.size[0])
         if self.panorama:
             heading = None if self.headings is None else float(self.headings[index])
-            image = load_panorama(path, heading)
+            image = load_panorama(path, heading, draft_size=draft)
         else:
-            image = load_rgb(path)
-        tensor = pil_to_uint8(image, self.size)
-        if self.cache:
-            self._cache[index] = tensor
+            image = load_rgb(path, draft_size=draft)
+        return pil_to_uint8(image, self.size)
+
+    def load(self, index: int) -> Tensor:
+        """The resized uint8 [3, H, W] image ``index`` (from the cache when stored there)."""
+        if self.cache is not None:
+            stored = self.cache.get(index)
+            if stored is not None:
+                return stored
+        tensor = self.decode(index)
+        if self.cache is not None:
+            self.cache.put(index, tensor)
         return tensor
 
     def __getitem__(self, index: int):
@@ -201,25 +218,39 @@ def make_loader(
     seed: int = 0,
     num_workers: int | None = None,
 ) -> DataLoader:
-    """A DataLoader with workers from settings, pinned memory on CUDA, persistent workers.
+    """A DataLoader that decodes in worker processes (settings), pinned on CUDA.
 
     Give either ``batch_size`` (+ ``shuffle``/``drop_last``) or a ``batch_sampler``.
+    ``num_workers`` defaults to ``settings.loader_workers()``; workers are persistent (one
+    set per loader, kept across epochs) and each prefetches ``settings.loader_prefetch``
+    batches. The order (sampler and ``seed``) and the decoded images are the same whatever
+    the number of workers; random transforms draw from each process's own generator (torch
+    seeds the workers from ``seed``), so augmented batches repeat for one seed and worker
+    count.
     """
     from ucvgl.shared.config import get_settings
 
-    workers = get_settings().num_workers if num_workers is None else num_workers
+    settings = get_settings()
+    workers = settings.loader_workers() if num_workers is None else num_workers
     generator = torch.Generator().manual_seed(seed)
-    common = dict(
+    common: dict = dict(
         num_workers=workers,
         pin_memory=torch.device(device).type == "cuda",
         persistent_workers=workers > 0,
     )
+    if workers > 0:
+        common["prefetch_factor"] = settings.loader_prefetch
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    # The shuffle has a generator of its own: the loader's also seeds worker processes, once
+    # for persistent workers but every epoch without workers, which would shift the order.
+    order = (
+        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    )
     return DataLoader(
         dataset,
         batch_size=batch_size or 1,
-        shuffle=shuffle,
+        sampler=order,
         drop_last=drop_last,
         generator=generator,
         **common,

@@ -1,7 +1,11 @@
 """Embedding a whole split with one encoder, cached on disk per (weights, images, view).
 
 Evaluation, pseudo-labelling and the label-free model selection all embed the same
-images with the same weights more than once; the cache makes the repeats free.
+images with the same weights more than once; the cache makes the repeats free: images are
+decoded again only when the weights changed. Cached embeddings are stored in
+``settings.embedding_cache_dtype`` (float16 by default: the embeddings are L2-normalised,
+so half precision changes a cosine similarity by about 1e-4) and returned as float32 of
+the stored values, so a fresh and a cached result are the same numbers.
 """
 
 from __future__ import annotations
@@ -63,14 +67,15 @@ def embed_images(
     """Embed every image of ``dataset`` with ``encoder`` (eval mode, no grad).
 
     Returns:
-        float32 [N, D] on the CPU, in dataset order.
+        float32 [N, D] on the CPU, in dataset order (one buffer filled batch by batch: no
+        list of pieces and no concatenated copy).
     """
     progress = progress or NullProgress()
     device = torch.device(device)
     loader = make_loader(dataset, device=device, batch_size=batch_size)
     was_training = encoder.training
     encoder.eval()
-    out: list[Tensor] = []
+    out: Tensor | None = None
     done = 0
     try:
         with torch.no_grad():
@@ -81,14 +86,16 @@ def embed_images(
                     images = images.contiguous(memory_format=torch.channels_last)
                 with _autocast(device):
                     emb = encoder(images)
-                out.append(emb.float().cpu())
+                if out is None:
+                    out = torch.empty(len(dataset), emb.shape[1], dtype=torch.float32)
+                out[done : done + len(emb)] = emb.float().cpu()
                 done += len(images)
                 report_count(progress, stage, done, len(dataset), "images")
     finally:
         encoder.train(was_training)
-    if not out:
+    if out is None:
         return torch.empty(0, 0)
-    return torch.cat(out)
+    return out
 
 
 def embed_split(
@@ -114,7 +121,8 @@ def embed_split(
         batch_size: images per forward pass.
         device: where the encoder runs.
         cache_dir: folder of cached embeddings; the key is the SHA-1 of the weights, the
-            image list, the view and the size, so stale entries are never read.
+            image list, the view and the size, so stale entries are never read. With a
+            cache the result holds the stored (``settings.embedding_cache_dtype``) values.
 
     Returns:
         float32 [N, D] L2-normalised embeddings on the CPU.
@@ -141,7 +149,7 @@ def embed_split(
         ).hexdigest()[:24]
         cache_file = Path(cache_dir) / f"{view}-{key}.pt"
         if cache_file.exists():
-            return torch.load(cache_file, map_location="cpu", weights_only=True)
+            return torch.load(cache_file, map_location="cpu", weights_only=True).float()
     mean = model.data_config.get("mean", (0.485, 0.456, 0.406))
     std = model.data_config.get("std", (0.229, 0.224, 0.225))
     dataset = ImageListDataset(
@@ -160,6 +168,10 @@ def embed_split(
         progress=progress,
         stage=f"embed {view}",
     )
-    if cache_file is not None:
-        atomic_torch_save(emb, cache_file)
-    return emb
+    if cache_file is None:
+        return emb
+    from ucvgl.shared.config import get_settings
+
+    stored = emb.to(getattr(torch, get_settings().embedding_cache_dtype))
+    atomic_torch_save(stored, cache_file)
+    return stored.float()

@@ -49,8 +49,8 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         description="DataLoader worker processes that decode images; unset: "
-        "min(8, usable CPUs - 1), and 0 inside a daemonic process (which may not have "
-        "children). 0 decodes on the training thread.",
+        "min(8, usable CPUs - 1). Always 0 inside a daemonic process (a Celery prefork "
+        "child), which may not have children. 0 decodes on the training thread.",
     )
     loader_prefetch: int = Field(
         default=2, ge=1, description="Batches each DataLoader worker decodes ahead."
@@ -155,16 +155,17 @@ class Settings(BaseSettings):
     def loader_workers(self) -> int:
         """DataLoader workers: ``num_workers``, else min(8, usable CPUs - 1).
 
-        A daemonic process (a Celery prefork pool child, say) gets 0 by default: it may
-        not start processes of its own.
+        A daemonic process (a Celery prefork pool child) always gets 0, whatever
+        ``num_workers`` says: it may not start processes of its own (Python refuses with
+        "daemonic processes are not allowed to have children").
         """
-        if self.num_workers is not None:
-            return self.num_workers
         import multiprocessing
         import os
 
         if multiprocessing.current_process().daemon:
             return 0
+        if self.num_workers is not None:
+            return self.num_workers
         try:
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux

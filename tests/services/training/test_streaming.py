@@ -132,6 +132,14 @@ def test_default_workers_follow_the_machine(settings, monkeypatch):
     monkeypatch.setenv("UCVGL_NUM_WORKERS", "3")
     get_settings.cache_clear()
     assert get_settings().loader_workers() == 3
+    # A daemonic process (a Celery prefork child) may not start workers at all.
+    import multiprocessing
+
+    class Daemon:
+        daemon = True
+
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
+    assert get_settings().loader_workers() == 0
     get_settings.cache_clear()
 
 

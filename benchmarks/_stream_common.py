@@ -76,23 +76,26 @@ class TreeMemory:
     def __init__(self, interval: float = 0.2) -> None:
         self.interval, self.peak_mb, self.max_processes = interval, 0.0, 1
         self.peak_rss_mb = 0.0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def reset(self) -> None:
         """Start new peaks from the current values."""
-        self.peak_mb, self.peak_rss_mb, self.max_processes = tree_pss_mb(), rss_mb(), 1
+        with self._lock:
+            self.peak_mb, self.peak_rss_mb, self.max_processes = tree_pss_mb(), rss_mb(), 1
 
     def _loop(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, tree_pss_mb(me))
-            self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(me))
-            n, todo = 0, [me]
+            pss, rss, n, todo = tree_pss_mb(me), rss_mb(me), 0, [me]
             while todo:
                 n += 1
                 todo.extend(_children(todo.pop()))
-            self.max_processes = max(self.max_processes, n)
+            with self._lock:  # a reset() meanwhile must not inherit the old peak
+                self.peak_mb = max(self.peak_mb, pss)
+                self.peak_rss_mb = max(self.peak_rss_mb, rss)
+                self.max_processes = max(self.max_processes, n)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeMemory:

@@ -96,14 +96,22 @@ def real_run_gpu_seconds(n_train: int, n_val: int, paper, flops: dict[str, float
     """Encoder FLOPs of a real paper-base run on this world's counts, and GPU seconds."""
     g, s = flops["ground"], flops["satellite"]
     train = 3.0  # forward + backward
+    pool = n_train * (g + s)  # embedding the pool once
     stages = {
-        "cold_start": paper.intra_epochs * 2 * n_train * (g + s) * train
-        + paper.cross_epochs * n_train * (g + s) * train,
-        "amm": paper.amm_rounds
-        * (n_train * (g + s) + paper.amm_epochs_per_round * n_train * (g + s) * train),
+        # intra-view (two crops of each panorama and tile), ground <-> fake, then the check
+        # (pool + decoys; AMM round 1 reads these embeddings from the cache)
+        "cold_start": paper.intra_epochs * 2 * pool * train
+        + paper.cross_epochs * pool * train
+        + pool
+        + n_train * s,
+        # each round embeds the pool with the new model and trains (assumed: the whole
+        # pool per epoch), then the selection embeds the final model's pool
+        "amm": paper.amm_rounds * (pool + paper.amm_epochs_per_round * pool * train) + pool,
         "select": n_train * s,  # the decoys (the pool's embeddings are cached)
         "evaluate": n_val * (g + s),
-        "index": n_val * s,  # the train tiles' embeddings are cached
+        # every tile: the train tiles' embeddings are in stages/cache, the index reads
+        # run_dir/cache (pipeline.py), so they are embedded again
+        "index": (n_train + n_val) * s,
     }
     rate = GPU_PEAK_FLOPS * GPU_UTILISATION
     return {k: v / rate for k, v in stages.items()}

@@ -197,7 +197,11 @@ def match_pool(
             cache_dir=cache_dir,
         )
         g = torch.nn.functional.normalize(g + f, dim=1)
-    return PoolMatch(mutual_match(g, s, device=device), g, s)
+    # On a CPU, 2048-row blocks: the 4096 default's block (~400 MB with its temporaries)
+    # made the round's peak grow 33% from 2,000 to 8,000 locations (6% with 2048;
+    # benchmarks/memory.py, issue 12).
+    block = 2048 if torch.device(device).type == "cpu" else 4096
+    return PoolMatch(mutual_match(g, s, device=device, block_size=block), g, s)
 
 
 def _merge_known(

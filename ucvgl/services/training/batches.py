@@ -64,12 +64,15 @@ def coordinate_neighbours(
         coords: float [N, 2] (lat, lon) degrees or (x, y) metres.
         k: neighbours per point (clipped to N - 1).
         metric: 'haversine' or 'euclidean'.
-        block_size: rows per block (memory is block_size x N).
+        block_size: rows per block at most; fewer when a block's temporaries (about 64 B
+            per distance) would pass 64 MB, so memory does not grow with N (at 8,000 tiles
+            1,024 rows took 314 MB; issue 12).
 
     Returns:
         int64 [N, k] indices, nearest first, never the point itself.
     """
     n = len(coords)
+    block_size = max(1, min(block_size, (64 * 2**20) // (64 * max(n, 1))))
     k = max(0, min(k, n - 1))
     out = np.empty((n, k), dtype=np.int64)
     if k == 0:

@@ -153,7 +153,10 @@ class Settings(BaseSettings):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def loader_workers(self) -> int:
-        """DataLoader workers: ``num_workers``, else min(8, usable CPUs - 1).
+        """DataLoader workers: ``num_workers``, else min(8, usable CPUs / ranks - 1).
+
+        Ranks: ``LOCAL_WORLD_SIZE`` (set by torchrun for a multi-GPU job), so the ranks of
+        one machine share its CPUs instead of each taking all of them.
 
         A daemonic process (a Celery prefork pool child) always gets 0, whatever
         ``num_workers`` says: it may not start processes of its own (Python refuses with
@@ -170,7 +173,11 @@ class Settings(BaseSettings):
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             cpus = os.cpu_count() or 1
-        return max(0, min(8, cpus - 1))
+        try:
+            ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        except ValueError:
+            ranks = 1
+        return max(0, min(8, cpus // ranks - 1))
 
     def apply_torch_threads(self) -> None:
         """Set torch's CPU thread count from ``torch_threads`` (0 leaves torch's default)."""

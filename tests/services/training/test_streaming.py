@@ -129,6 +129,10 @@ def test_default_workers_follow_the_machine(settings, monkeypatch):
     assert get_settings().loader_workers() == 2
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert get_settings().loader_workers() == 0
+    # Four torchrun ranks on 16 CPUs share them: 3 workers each.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert get_settings().loader_workers() == 3
     monkeypatch.setenv("UCVGL_NUM_WORKERS", "3")
     get_settings.cache_clear()
     assert get_settings().loader_workers() == 3

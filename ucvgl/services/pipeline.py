@@ -438,7 +438,7 @@ class PipelineRun:
             decoy_dir=self.run_dir / DECOY_DIR,
             threshold_T=self.preset.threshold_for(self.dataset.format),
             device=self.device,
-            cache_dir=self.stages_dir / "cache",
+            cache_dir=self.embedding_cache_dir,
             fake_paths=self.amm_queries(),
             prior=None if final else read_prior(self.run_dir),
             final=final,
@@ -449,6 +449,16 @@ class PipelineRun:
     @property
     def train_split(self) -> ViewSplit:
         return self.dataset.split(self.train_name)
+
+    @property
+    def embedding_cache_dir(self) -> Path:
+        """One folder of cached embeddings for the run's checks, evaluation and index.
+
+        Entries are keyed by the model's weights (``embed_split``), so the selection check,
+        the evaluation and the index reuse each other's embeddings of an unchanged model
+        instead of decoding every image again.
+        """
+        return self.stages_dir / "cache"
 
     @property
     def stages_dir(self) -> Path:
@@ -906,7 +916,7 @@ class PipelineRun:
         split = self.dataset.split(split_name)
         if not split.has_ground_truth:
             return None
-        cache = self.run_dir / "cache"
+        cache = self.embedding_cache_dir
         g, s = (
             embed_split(
                 model,
@@ -968,7 +978,7 @@ class PipelineRun:
                 "satellite",
                 batch_size=self.preset.eval_batch_size,
                 device=self.device,
-                cache_dir=self.run_dir / "cache",
+                cache_dir=self.embedding_cache_dir,
                 progress=ScaledProgress(progress, i / len(names), (i + 1) / len(names)),
             )
             keep = []

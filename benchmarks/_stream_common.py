@@ -171,6 +171,19 @@ def subset_split(split, n_ground: int):
     )
 
 
+def ensure_scenes(scenes: Path, count: int = 256) -> Path:
+    """Render ``count`` small CVACT-layout scenes into ``scenes`` unless some are there.
+
+    The source that ``replicate_world`` copies: 48x96 panoramas and 48 px tiles, about a
+    minute on 2 cores, resumable.
+    """
+    if not (scenes / "ACT_data.mat").exists() and not any(scenes.glob("ANU_data_small/*/*")):
+        from ucvgl.services.synth.generate import generate_world
+
+        generate_world(scenes, "cvact", count, 0, pano_size=(48, 96), sat_size=48, workers=1)
+    return scenes
+
+
 def replicate_world(
     scenes: Path,
     out: Path,

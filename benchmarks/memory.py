@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, print_table, run_worker, write_json  # noqa: E402
 from _stream_common import (  # noqa: E402
     TreeMemory,
+    ensure_scenes,
     flops_per_image,
     peak_rss_children_mb,
     replicate_world,
@@ -67,6 +68,7 @@ def _preset(args):
         satellite_size=h,
         batch_size=args.batch,
         eval_batch_size=args.batch * 2,
+        weights="none",  # a small backbone from random init: memory and time, not quality
     )
 
 
@@ -336,11 +338,7 @@ def main() -> None:
     gen = None
     if args.make_world:
         n_train, n_val = (int(v) for v in args.make_world.split(","))
-        scenes = Path(args.scenes)
-        if not (scenes / "ACT_data.mat").exists() and not any(scenes.glob("ANU_data_small/*/*")):
-            from ucvgl.services.synth.generate import generate_world
-
-            generate_world(scenes, "cvact", 256, 0, pano_size=(48, 96), sat_size=48, workers=1)
+        scenes = ensure_scenes(Path(args.scenes))
         gen = replicate_world(scenes, world, n_train, n_val, pano_size=(384, 768), sat_size=384)
         print(f"world: {gen}", flush=True)
     common = [

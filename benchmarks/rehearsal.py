@@ -37,21 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table, write_json  # noqa: E402
-from _stream_common import TreeMemory, flops_per_image, replicate_world  # noqa: E402
+from _stream_common import TreeMemory, ensure_scenes, flops_per_image, replicate_world  # noqa: E402
 
 GPU_PEAK_FLOPS = 989e12
 GPU_UTILISATION = 0.40
-STAGES = (
-    "project",
-    "prior",
-    "cyclegan",
-    "translate",
-    "cold_start",
-    "amm",
-    "select",
-    "evaluate",
-    "index",
-)
 
 
 class _FirstBatches:
@@ -135,6 +124,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from ucvgl.services.datasets import load_dataset
+    from ucvgl.services.pipeline import STAGES as PIPELINE_STAGES
     from ucvgl.services.pipeline import PipelineRun
     from ucvgl.services.presets import get_preset
     from ucvgl.services.progress import NullProgress
@@ -144,7 +134,12 @@ def main() -> None:
     fh, fw = (int(v) for v in args.file_size.split("x"))
     world = out / f"world_{args.train}_{args.val}"
     gen = replicate_world(
-        Path(args.scenes), world, args.train, args.val, pano_size=(fh, fw), sat_size=fh
+        ensure_scenes(Path(args.scenes)),
+        world,
+        args.train,
+        args.val,
+        pano_size=(fh, fw),
+        sat_size=fh,
     )
     print(f"world: {gen}", flush=True)
     h, w = (int(v) for v in args.input.split("x"))
@@ -161,6 +156,7 @@ def main() -> None:
         cross_epochs=1,
         amm_rounds=1,
         health_checks="warn",
+        weights="none",  # a small backbone from random init: memory and time, not quality
         cyclegan=dict(
             ngf=4,
             ndf=4,
@@ -179,7 +175,7 @@ def main() -> None:
     run = PipelineRun(dataset, out / "run", mode="unsupervised", preset=preset, device="cpu")
     rows = [{"stage": "load dataset", "seconds": load_s}]
     with TreeMemory() as mem:
-        for name in STAGES:
+        for name in PIPELINE_STAGES["unsupervised"]:
             mem.reset()
             t, cpu = time.perf_counter(), _cpu_seconds()
             run._timed(name, getattr(run, name), NullProgress())

@@ -62,6 +62,7 @@ from ucvgl.services.eval_splits import (
 from ucvgl.services.preset_overrides import OverrideError, resolve_preset, settings_json
 from ucvgl.services.presets import Preset, get_preset
 from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
+from ucvgl.services.selection_diagnostics import DIAGNOSTICS_FILE, merge_into_selection
 from ucvgl.shared.errors import ConfigError
 from ucvgl.shared.fileio import atomic_write_text
 
@@ -875,7 +876,10 @@ class PipelineRun:
                 "criterion": None,
             }
         else:
-            chosen = self.amm(progress)["selected"]
+            result = self.amm(progress)
+            chosen = result["selected"]  # fixed here, before any recall is measured
+            if self.preset.selection_diagnostics:
+                self._selection_diagnostics(result["candidates"], chosen["name"], progress)
         from ucvgl.services.training.trainer import load_weights_into
 
         load_weights_into(self.model, Path(chosen["path"]))
@@ -888,6 +892,37 @@ class PipelineRun:
             write_json(self.run_dir / "model" / "selection.json", chosen)
         self._barrier()
         return target
+
+    def _selection_diagnostics(
+        self, candidates: list[dict[str, Any]], chosen: str, progress: Progress
+    ) -> None:
+        """True recall of every candidate on the evaluation split, for the report only.
+
+        Writes ``model/selection_diagnostics.json`` (``ucvgl.services.selection_diagnostics``);
+        nothing when there is no evaluation split or it has no ground truth. Embeddings go
+        to the run's cache, so the evaluation stage reuses the chosen model's.
+        """
+        from ucvgl.services.selection_diagnostics import diagnose
+        from ucvgl.services.training.trainer import load_weights_into
+
+        if self.eval_name is None:
+            return
+        recalls = []
+        for i, candidate in enumerate(candidates):
+            load_weights_into(self.model, Path(candidate["path"]))
+            sub = ScaledProgress(
+                progress,
+                i / len(candidates),
+                (i + 1) / len(candidates),
+                f"selection diagnostics: {candidate['name']}",
+            )
+            recall = self._evaluate_split(self.model, self.eval_name, sub)
+            if recall is None:  # no ground truth: nothing to compare the criterion with
+                return
+            recalls.append(recall)
+        record = diagnose(candidates, chosen, recalls, self.eval_name)
+        if self.dist.is_main:
+            write_json(self.run_dir / "model" / DIAGNOSTICS_FILE, record)
 
     def selected_model(self):
         """The selected ``TwoViewModel`` (running the stages before it when needed)."""
@@ -1038,6 +1073,7 @@ class PipelineRun:
         recall = per_split.get(self.eval_name) if self.eval_name else None
         rounds = amm.get("rounds", [])
         selection_file = self.run_dir / "model" / "selection.json"
+        diagnostics_file = self.run_dir / "model" / DIAGNOSTICS_FILE
         from ucvgl.services.health import HealthRecords
 
         health = HealthRecords(self.run_dir)
@@ -1084,14 +1120,17 @@ class PipelineRun:
             "budgets": stage_budgets(self.stages_dir),
             "amm_stop_reason": amm.get("amm_stop_reason"),
             "amm_stop": amm.get("amm_stop"),
-            "selection": {
-                "criterion": "mutual matches of the training pool with margin >= T, "
-                "plus their mean margin (no ground truth)",
-                "candidates": amm.get("candidates", []),
-                "selected": json.loads(selection_file.read_text())
-                if selection_file.exists()
-                else None,
-            },
+            "selection": merge_into_selection(
+                {
+                    "criterion": "mutual matches of the training pool with margin >= T, "
+                    "plus their mean margin (no ground truth)",
+                    "candidates": amm.get("candidates", []),
+                    "selected": json.loads(selection_file.read_text())
+                    if selection_file.exists()
+                    else None,
+                },
+                json.loads(diagnostics_file.read_text()) if diagnostics_file.exists() else None,
+            ),
             "stages": [{"name": s, "seconds": self.times.get(s, 0.0)} for s in self.stages()],
             "run_dir": str(self.run_dir),
             "model_path": None if failure is not None else str(self.run_dir / SELECTED_MODEL),

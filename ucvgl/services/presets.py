@@ -113,6 +113,10 @@ class Preset:
             a model at chance after the cold start or at selection stops the run with
             ``StageFailed``); "warn" only records it in the report and goes on unchanged
             (the tiny test preset, whose model learns nothing by design).
+        selection_diagnostics: the select stage also measures every candidate's true R@1/R@5
+            on the evaluation split (when it has ground truth) and the criterion's Spearman
+            correlation with it (``ucvgl.services.selection_diagnostics``; never changes the
+            choice).
         hard_negative_warmup_epochs: epochs of plain random batches at the start of a pair
             stage before the hard-negative batches begin (a model from scratch learns
             nothing from batches of near-duplicate neighbours).
@@ -203,6 +207,7 @@ class Preset:
     prior_thumbnail: int = 24
     prior_max_fdr: float = 0.1
     health_checks: str = "stop"
+    selection_diagnostics: bool = False
     weights: str = "none"
     unlabelled_after_switch: bool | None = None
     drop_path_rate: float = 0.0

@@ -15,6 +15,9 @@ For every world and mode (each run resumable: the same command continues):
   the projection prior's descriptor);
 - ``unsupervised``, ``semi`` (``--gt-ratio`` known pairs) and ``supervised``: the pipeline
   with ``--preset``.
+``--selection-diagnostics`` sets the preset's ``selection_diagnostics`` (issue 13 part 3):
+each unsupervised / semi run also measures every selection candidate's val recall, and the
+summary prints the Spearman correlation of the label-free criterion with R@1 per world.
 Tasks run in ``--jobs`` processes of one torch thread each. Prints one table per world and
 the summary (mean and sample standard deviation over worlds), and writes
 ``OUT/<world>/quality.json`` and ``OUT/summary.json``.
@@ -118,6 +121,7 @@ def run_task(world: str, mode: str, args: argparse.Namespace) -> dict:
                 device=args.device,
                 progress=TqdmProgress(),
                 seed=args.seed,
+                overrides={"selection_diagnostics": True} if args.selection_diagnostics else None,
             )
         except StageFailed as exc:  # a stage check stopped it: no recall to report
             print(f"{world} {mode}: STAGE FAILED: {exc}", file=sys.stderr)
@@ -140,6 +144,7 @@ def run_task(world: str, mode: str, args: argparse.Namespace) -> dict:
                 for k, v in (report.get("budgets") or {}).items()
             },
             "selected": ((report.get("selection") or {}).get("selected") or {}).get("name"),
+            "selection": selection_summary(report.get("selection")),
             "stages": report["stages"],
             "total_seconds": round(sum(s["seconds"] for s in report["stages"]), 1),
         }
@@ -149,6 +154,29 @@ def run_task(world: str, mode: str, args: argparse.Namespace) -> dict:
 
 
 # --------------------------------------------------------------------------- summary
+def selection_summary(selection: dict | None) -> dict | None:
+    """The criterion-vs-recall part of a report's ``selection`` (None without it)."""
+    if not selection or "spearman_r1" not in selection:
+        return None
+    return {
+        "spearman_r1": selection["spearman_r1"],
+        "spearman_r5": selection.get("spearman_r5"),
+        "chosen": selection.get("chosen"),
+        "best_by_recall": selection.get("best_by_recall"),
+        "candidates": [
+            {k: c.get(k) for k in ("name", "r1", "r5")}
+            | {"criterion": (c.get("criterion") or {}).get("score")}
+            for c in selection.get("candidates", [])
+        ],
+    }
+
+
+def selection_spearman(result: dict | None) -> float | None:
+    """Spearman(criterion, R@1) over a run's selection candidates (None when not measured)."""
+    sel = (result or {}).get("selection")
+    return None if not sel else sel.get("spearman_r1")
+
+
 def load_world(world: str, out: Path) -> dict:
     """Every finished mode of ``world`` (read from OUT/<world>/<mode>.json)."""
     found = {}
@@ -203,11 +231,17 @@ def summarise(worlds: list[str], out: Path) -> dict:
         w: {m: per_world[w][m].get("status", "ok") for m in per_world[w] if m != "raw"}
         for w in worlds
     }
+    spearman = {
+        m: {w: selection_spearman(per_world[w].get(m)) for w in worlds}
+        for m in ("unsupervised", "semi")
+        if any((per_world[w].get(m) or {}).get("selection") for w in worlds)
+    }
     return {
         "worlds": worlds,
         "r1": table,
         "unsupervised_over_supervised": ratio,
         "first_round_label_precision": precision,
+        "selection_spearman_r1": spearman,
         "status": status,
     }
 
@@ -260,6 +294,11 @@ def format_summary(summary: dict, args: argparse.Namespace) -> str:
         f"{'round-1 labels correct':<28}"
         + "".join(f"{_fmt(None if prec[w] is None else 100 * prec[w]):>16}" for w in worlds)
     )
+    for mode, per_world in (summary.get("selection_spearman_r1") or {}).items():
+        lines.append(
+            f"{'criterion~R@1 Spearman, ' + mode[:5]:<28}"
+            + "".join(f"{_fmt(per_world[w], '6.2f'):>16}" for w in worlds)
+        )
     return "\n".join(lines)
 
 
@@ -311,6 +350,17 @@ def format_world(world: str, found: dict) -> str:
                     for k, b in r["budgets"].items()
                 )
             )
+        sel = r.get("selection")
+        if sel:
+            lines.append(
+                f"    selection: chosen {sel['chosen']}, best by R@1 {sel['best_by_recall']}, "
+                f"Spearman(criterion, R@1) {_fmt(sel['spearman_r1'], '.2f').strip()}: "
+                + ", ".join(
+                    f"{c['name']} {_fmt(c['criterion'], '.2f').strip()}/{c['r1']:.1f}"
+                    for c in sel["candidates"]
+                )
+                + " (criterion / R@1)"
+            )
     return "\n".join(lines)
 
 
@@ -331,6 +381,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="tasks run at once")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--allow-tuning-worlds", action="store_true")
+    parser.add_argument(
+        "--selection-diagnostics",
+        action="store_true",
+        help="measure every selection candidate's val recall (preset selection_diagnostics)",
+    )
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # WORLD/MODE (child)
     return parser.parse_args(argv)
 

@@ -47,6 +47,9 @@ def test_run_folder_settings_are_reused_and_changes_refused(dataset, tmp_path):
         run_folder_preset(run_dir, "cvact", overrides={"lr": "1e-3"})
     with pytest.raises(ConfigError, match=r"preset_settings\.batch_size=8"):
         check_run_settings(run_dir, resolve_preset("paper-small", "cvact", {"weights": "none"}))
+    # a measurement-only setting may change: it never alters what is trained or selected
+    measured = run_folder_preset(run_dir, "cvact", overrides={"selection_diagnostics": "true"})
+    assert measured.selection_diagnostics and measured.replace(selection_diagnostics=False) == mine
     # another preset name starts from that preset (PipelineRun refuses it on this folder)
     assert run_folder_preset(run_dir, "cvact", "cpu").name == "cpu"
     with pytest.raises(ConfigError, match="preset='paper-small'"):

@@ -1174,6 +1174,11 @@ def run_folder_preset(
     return resolved
 
 
+MEASUREMENT_ONLY_SETTINGS = frozenset({"selection_diagnostics"})
+"""Preset fields that change what a run measures, never what it trains or selects: a run
+folder may be resumed with another value of them."""
+
+
 def check_run_settings(run_dir: Path, preset: Preset) -> None:
     """Refuse ``preset`` on a run folder saved with other settings of the same preset name.
 
@@ -1190,7 +1195,8 @@ def check_run_settings(run_dir: Path, preset: Preset) -> None:
     if saved.get("preset") != preset.name:
         return
     theirs, mine = saved.get("preset_settings") or {}, settings_json(preset)
-    differ = [k for k in sorted(set(theirs) & set(mine)) if theirs[k] != mine[k]]
+    shared = (set(theirs) & set(mine)) - MEASUREMENT_ONLY_SETTINGS
+    differ = [k for k in sorted(shared) if theirs[k] != mine[k]]
     if differ:
         raise ConfigError(
             f"run folder {run_dir} was run with other settings "

@@ -315,12 +315,8 @@ class PipelineRun:
             saved = json.loads(path.read_text())
             if self.dataset.format == "vigor":
                 saved.setdefault("vigor_protocol", "same_area")
-            clash = [
-                k
-                for k in ("mode", "preset", "format", "gt_ratio", "seed", "init_from")
-                + ("vigor_protocol",)
-                if saved.get(k) != mine[k]
-            ]
+            # every identity field but the data path (a moved dataset may resume)
+            clash = [k for k in mine if k != "data" and saved.get(k) != mine[k]]
             if clash:
                 raise ConfigError(
                     f"run folder {self.run_dir} belongs to another run "

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from process_stop import stop_process
 
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
@@ -167,13 +167,7 @@ def start_server(
 
 def stop_server(process: subprocess.Popen, grace_s: float = 10.0) -> None:
     """SIGTERM, SIGKILL after ``grace_s``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, grace_s)
 
 
 def schemathesis_command(

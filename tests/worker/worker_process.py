@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from process_stop import stop_process
 
 from ucvgl.shared.config import Settings
 from ucvgl.shared.db import Database
@@ -97,10 +97,4 @@ def wait_until_ready(
 
 def stop_worker(process: subprocess.Popen, grace_s: float = 15.0) -> None:
     """Warm shutdown (SIGTERM), then SIGKILL after ``grace_s``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, grace_s)

@@ -17,7 +17,9 @@ projection prior, CycleGAN, fakes: the same preset, seed and data make the same 
 its minutes leave them out; it waits for them (and for the source model).
 Runs go in ``--jobs`` processes of one torch thread each. ``--fixed-budget`` turns off the
 preset's convergence budgets (``max_epoch_factor=1``, ``amm_max_rounds=None``) to bound the
-time. Prints the table and writes ``OUT/adaptation.json`` and
+time. ``--selection-diagnostics`` makes the AMM runs measure every selection candidate's
+true val recall and the criterion's rank correlation with it (issue 13 part 3; measurement
+only). Prints the table and writes ``OUT/adaptation.json`` and
 ``benchmarks/results/adaptation.json``.
 """
 
@@ -48,6 +50,8 @@ def preset_of(args: argparse.Namespace):
         preset = preset.replace(
             name=f"{preset.name}-fixed", max_epoch_factor=1.0, amm_max_rounds=None
         )
+    if args.selection_diagnostics:  # measurement only: never changes the run's choices
+        preset = preset.replace(selection_diagnostics=True)
     return preset
 
 
@@ -192,6 +196,11 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=128, help="written tile side")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--fixed-budget", action="store_true")
+    parser.add_argument(
+        "--selection-diagnostics",
+        action="store_true",
+        help="measure every AMM candidate's val recall (preset selection_diagnostics)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)

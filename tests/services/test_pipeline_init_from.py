@@ -61,8 +61,9 @@ def test_adapted_run_starts_from_the_source_and_skips_the_cold_start(
 
     monkeypatch.setattr(amm, "_label_round", spy)
     out = tmp_path / "adapted"
+    skip = get_preset("tiny").replace(init_cold_start="skip")
     report = run_pipeline(
-        target, "cvact", "unsupervised", "tiny", out, device="cpu", init_from=source_run
+        target, "cvact", "unsupervised", skip, out, device="cpu", init_from=source_run
     )
     source, _ = load_model(source_run / "model" / "selected.pt")
     expected = source.state_dict()
@@ -96,17 +97,101 @@ def test_adapted_run_starts_from_the_source_and_skips_the_cold_start(
     assert weights["sha256"] == init["sha256"]
     # the run folder remembers its source: resuming without it is refused ...
     with pytest.raises(ConfigError, match="init_from"):
-        run_pipeline(target, "cvact", "unsupervised", "tiny", out, device="cpu")
+        run_pipeline(target, "cvact", "unsupervised", skip, out, device="cpu")
     # ... and resuming after the source folder is gone goes on from the run's copy
     moved = source_run.rename(tmp_path / "moved-away")
     try:
         again = run_pipeline(
-            target, "cvact", "unsupervised", "tiny", out, device="cpu", init_from=source_run
+            target, "cvact", "unsupervised", skip, out, device="cpu", init_from=source_run
         )
         assert again["init_from"]["sha256"] == init["sha256"]
         assert again["recall_per_split"] == report["recall_per_split"]
     finally:
         moved.rename(source_run)
+
+
+def _spy_cold_start(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """The model's weights each time the cold start's training begins."""
+    from ucvgl.services.training import cold_start as cold_start_module
+
+    starts: list[dict[str, torch.Tensor]] = []
+    real = cold_start_module.cold_start
+
+    def spy(model, *args, **kwargs):
+        starts.append(_state(model))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(cold_start_module, "cold_start", spy)
+    return starts
+
+
+def test_a_source_weaker_than_the_prior_gets_the_cold_start_from_its_own_weights(
+    source_run, target, tmp_path, monkeypatch
+):
+    """init_cold_start 'auto': the label-free source check measures the real source."""
+    from ucvgl.services import source_check
+
+    measured: list[tuple[int, int, int]] = []
+    measure = source_check.measure_source
+
+    def spy(*args, **kwargs):
+        measured.append(measure(*args, **kwargs))
+        return measured[-1]
+
+    monkeypatch.setattr(source_check, "measure_source", spy)
+    starts = _spy_cold_start(monkeypatch)
+    # a prior of 16 pairs on a 16-panorama pool: no source can keep more, so it is weaker
+    preset = get_preset("tiny").replace(prior_max_fdr=1.0)
+    out = tmp_path / "auto"
+    report = run_pipeline(
+        target, "cvact", "unsupervised", preset, out, device="cpu", init_from=source_run
+    )
+    names = [s["name"] for s in report["stages"]]
+    assert names[names.index("translate") + 1 : names.index("amm")] == [
+        "source_check",
+        "cold_start",
+    ]
+    check = report["init_from"]["check"]
+    pairs, targets, decoys = measured[0]
+    assert len(measured) == 1 and check["setting"] == "auto" and check["cold_start"] is True
+    assert (check["source_pairs"], check["mutual_targets"], check["mutual_decoys"]) == (
+        pairs,
+        targets,
+        decoys,
+    )
+    assert 0 <= pairs <= targets <= 16 and 0 <= decoys <= 16
+    assert check["prior_pairs"] == report["prior"]["pairs"] and pairs < check["prior_pairs"]
+    # the cold start began from the source's weights, not from a fresh model's
+    source, _ = load_model(source_run / "model" / "selected.pt")
+    assert len(starts) == 1
+    assert all(torch.equal(starts[0][k], v) for k, v in source.state_dict().items())
+    # AMM's start candidate is the cold-started model; the source stays the run's copy
+    assert "cold_start" in report["selection"]["candidates"][0]["path"]
+    assert any(c["stage"] == "cold_start" for c in report["health"])
+
+
+def test_a_source_that_keeps_more_pairs_than_the_prior_skips_the_cold_start(
+    source_run, target, tmp_path, monkeypatch
+):
+    from ucvgl.services import source_check
+
+    monkeypatch.setattr(source_check, "measure_source", lambda *a, **k: (16, 16, 0))
+    starts = _spy_cold_start(monkeypatch)
+    out = tmp_path / "strong"
+    report = run_pipeline(
+        target, "cvact", "unsupervised", "tiny", out, device="cpu", init_from=source_run
+    )
+    check = report["init_from"]["check"]
+    assert check["cold_start"] is False and check["source_pairs"] == 16
+    assert "at least the projection prior's" in check["reason"]
+    assert starts == [] and not list((out / "stages").glob("cold_start*"))
+    assert report["selection"]["candidates"][0]["path"] == report["init_from"]["copy"]
+    # the decision is kept: a resumed run does not measure again
+    monkeypatch.setattr(source_check, "measure_source", lambda *a, **k: (0, 0, 0))
+    again = run_pipeline(
+        target, "cvact", "unsupervised", "tiny", out, device="cpu", init_from=source_run
+    )
+    assert again["init_from"]["check"] == check
 
 
 def test_semi_from_a_source_trains_the_known_pairs_from_it(

@@ -12,10 +12,13 @@ the mode, preset, dataset counts, recall (percent), per-round pseudo-label stati
 the time of every stage.
 
 Started from a trained model (``init_from``, ``ucvgl.services.init_source``), a run loads
-that run's selected model instead of random weights: unsupervised runs skip the cold start
-(the projection, prior, CycleGAN and fakes still run on the new data where the preset uses
-them: they are label-free) and run AMM from it (adaptation); semi-supervised runs train
-the known pairs from it (the paper's "Ours-base*"); supervised runs fine-tune it.
+that run's selected model instead of random weights: unsupervised runs (adaptation) run AMM
+from it, after a label-free source check (``ucvgl.services.source_check``, preset
+``init_cold_start``): a source that keeps fewer confident pairs of the new pool than the
+projection prior gets the cold start first, from its own weights (the projection, prior,
+CycleGAN and fakes run on the new data where the preset uses them: they are label-free);
+semi-supervised runs train the known pairs from it (the paper's "Ours-base*"); supervised
+runs fine-tune it.
 
 Evaluation splits (``ucvgl.services.eval_splits``): ``eval_splits`` names the held-out
 splits evaluated (CVACT ``val``/``test``, VIGOR ``same_area``/``cross_area``, ...); none of
@@ -69,6 +72,7 @@ from ucvgl.shared.fileio import atomic_write_text
 if TYPE_CHECKING:
     from ucvgl.services.health import StageCheck
     from ucvgl.services.init_source import SourceModel
+    from ucvgl.services.source_check import SourceDecision
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ STAGE_WEIGHTS = {
     "prior": 0.01,
     "cyclegan": 0.15,
     "translate": 0.02,
+    "source_check": 0.01,
     "cold_start": 0.3,
     "semi_warmup": 0.2,
     "supervised": 0.8,
@@ -356,14 +361,20 @@ class PipelineRun:
         return None if self.source is None else self.run_dir / INIT_MODEL
 
     def stages(self) -> tuple[str, ...]:
-        """The stages of this run: the mode's, without the cold start when it has a source.
+        """The stages of this run: the mode's, with a source check when it has a source.
 
         An unsupervised run from a source keeps the label-free inputs AMM uses on the new
         data: the projection prior (``projection_prior``) and the fake satellites
-        (``amm_fake_query``, so projection, CycleGAN and translation).
+        (``amm_fake_query``, so projection, CycleGAN and translation); then, unless
+        ``init_cold_start`` is "skip", the source check and the cold start (which returns
+        at once when the check keeps the source as it is).
         """
         if self.source is None or self.mode != "unsupervised":
             return STAGES[self.mode]
+        if self.preset.init_cold_start != "skip":
+            stages = list(STAGES["unsupervised"])
+            stages.insert(stages.index("cold_start"), "source_check")
+            return tuple(stages)
         before: list[str] = []
         if self.preset.projection_prior or self.preset.amm_fake_query:
             before.append("project")
@@ -722,11 +733,9 @@ class PipelineRun:
         """
         from ucvgl.services.training.cold_start import cold_start, cold_start_model_path
 
-        if self.source is not None:
-            raise ConfigError(
-                f"run {self.run_dir} starts from {self.source.run_dir} (--init-from): it has "
-                "no cold start"
-            )
+        if self.source is not None and not self.source_check(NullProgress()).cold_start:
+            assert self.init_path is not None
+            return self.init_path  # AMM starts from the source as it is
         final = cold_start_model_path(self.preset, self.stages_dir)
         if final.exists():
             from ucvgl.services.training.trainer import load_weights_into
@@ -747,6 +756,66 @@ class PipelineRun:
         if self.mode == "unsupervised":  # semi continues on known pairs
             self._model_check("cold_start", final=False)
         return final
+
+    def source_check(self, progress: Progress) -> SourceDecision:
+        """Whether this run from a source model runs the cold start first (label-free).
+
+        Measured once (``RUN_DIR/source_check.json``; ``ucvgl.services.source_check``) on
+        the source's weights; a run without a source, or not unsupervised, never does.
+        """
+        from ucvgl.services.health import DECOY_DIR, pairs_floor, read_prior
+        from ucvgl.services.source_check import (
+            SOURCE_CHECK_FILE,
+            SourceDecision,
+            decide,
+            measure_source,
+        )
+
+        path = self.run_dir / SOURCE_CHECK_FILE
+        if self.source is None or self.mode != "unsupervised":
+            raise ConfigError(f"run {self.run_dir}: only unsupervised runs from a source check it")
+        if path.exists():
+            return SourceDecision(**json.loads(path.read_text()))
+        setting = self.preset.init_cold_start
+        prior = read_prior(self.run_dir) if self.preset.projection_prior else None
+        counts: dict[str, int | None] = {"source_pairs": None}
+        if setting == "auto":
+            from ucvgl.services.training.trainer import load_weights_into
+
+            assert self.init_path is not None
+            load_weights_into(self.model, self.init_path)
+            pairs, targets, decoys = measure_source(
+                self.model,
+                self.train_split,
+                self.preset,
+                decoy_dir=self.run_dir / DECOY_DIR,
+                device=self.device,
+                cache_dir=self.embedding_cache_dir,
+                fake_paths=self.amm_queries(),
+                write_decoys=self.dist.is_main,
+                progress=progress,
+            )
+            counts = {"source_pairs": pairs, "mutual_targets": targets, "mutual_decoys": decoys}
+        decision = decide(
+            setting,
+            prior_pairs=None if prior is None else int(prior.get("pairs", 0) or 0),
+            floor=pairs_floor(len(self.train_split.ground_paths)),
+            max_fdr=self.preset.prior_max_fdr,
+            **counts,
+        )
+        log.info("source check: %s", decision.reason)
+        progress.update("source_check", 1.0, "cold start" if decision.cold_start else "skip")
+        if self.dist.is_main:
+            write_json(path, decision.to_dict())
+        self._barrier()
+        return decision
+
+    def _source_check_record(self) -> dict[str, Any] | None:
+        """``RUN_DIR/source_check.json`` for the report, or None (not checked yet)."""
+        from ucvgl.services.source_check import SOURCE_CHECK_FILE
+
+        path = self.run_dir / SOURCE_CHECK_FILE
+        return json.loads(path.read_text()) if path.exists() else None
 
     def known_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """The seeded ``gt_ratio`` share of true training pairs (semi-supervised)."""
@@ -822,6 +891,9 @@ class PipelineRun:
     def _start_path(self) -> Path:
         if self.mode == "unsupervised" and self.init_path is not None:
             from ucvgl.services.training.trainer import load_weights_into
+
+            if self.source_check(NullProgress()).cold_start:
+                return self.cold_start(NullProgress())
 
             load_weights_into(self.model, self.init_path)
             return self.init_path
@@ -1108,6 +1180,7 @@ class PipelineRun:
                 **self.source.to_dict(),
                 "copy": str(self.init_path),
                 "init_model_id": self.init_model_id,
+                "check": self._source_check_record(),
             },
             "prior": json.loads((self.run_dir / PRIOR_FILE).read_text())
             if (self.run_dir / PRIOR_FILE).exists()
@@ -1347,7 +1420,10 @@ def validate_job_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]
     if "init_model_id" in out and "init_from" not in out:
         raise ConfigError("params.init_model_id: the service resolves it to params.init_from")
     if "init_from" in out and job_type == "cold_start":
-        raise ConfigError("params.init_from: a run started from a model has no cold start")
+        raise ConfigError(
+            "params.init_from: a cold_start job starts from the preset's weights; a run from "
+            "a model decides its own cold start (source check) in pipeline or amm jobs"
+        )
     return out
 
 

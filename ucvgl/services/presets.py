@@ -35,6 +35,10 @@ CURRICULA = ("cosine", "fixed", "frozen")
 """AMM curricula: tau falls as T (1 + cos(pi r / R)) / 2 (the paper), tau stays T while the
 labels are re-made every round, or round 1's labels are kept for every round (Tab. 3c)."""
 
+INIT_COLD_STARTS = ("auto", "skip", "always")
+"""``init_cold_start``: when a run from a source model runs the cold start
+(``ucvgl.services.source_check``)."""
+
 PAPER_FOV_DEG = {"cvusa": 175.0, "cvact": 170.0, "vigor": 170.0, "folder": 170.0}
 """Full BEV field of view per dataset format (the authors' projection; VIGOR: CVACT's)."""
 
@@ -138,6 +142,11 @@ class Preset:
         intra_augment: geometry of the intra-view two-crops: "ours" (both crops alike) or
             "authors" (the second satellite crop shifted / scaled / rotated, the first crop
             of each view flipped, coarse dropout of 10-25 holes).
+        init_cold_start: an unsupervised run from a source model (``init_from``): "auto"
+            runs the cold start first, from the source's weights, when the source keeps
+            fewer confident pairs of the pool than the projection prior (label-free,
+            ``ucvgl.services.source_check``), and otherwise starts AMM from the source;
+            "skip" always starts AMM from the source; "always" always runs the cold start.
         bev_fov_deg: full field of view of the BEV projection (None = the dataset format's
             default; a synthetic world's ``synth_meta.json`` still wins).
         dataset_format: the dataset format this preset was resolved for by
@@ -213,6 +222,7 @@ class Preset:
     drop_path_rate: float = 0.0
     amm_schedule: str = "per_round"
     intra_augment: str = "ours"
+    init_cold_start: str = "auto"
     bev_fov_deg: float | None = None
     dataset_format: str | None = None
     use_bev: bool = True
@@ -255,6 +265,7 @@ class Preset:
             ("amm_schedule", AMM_SCHEDULES),
             ("intra_augment", INTRA_AUGMENTS),
             ("curriculum", CURRICULA),
+            ("init_cold_start", INIT_COLD_STARTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(

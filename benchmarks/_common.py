@@ -440,3 +440,20 @@ def finish(
             "table": table,
         },
     )
+
+
+def selection_summary(selection: dict | None) -> dict | None:
+    """The criterion-vs-recall part of a report's ``selection`` (None without it)."""
+    if not selection or "spearman_r1" not in selection:
+        return None
+    return {
+        "spearman_r1": selection["spearman_r1"],
+        "spearman_r5": selection.get("spearman_r5"),
+        "chosen": selection.get("chosen"),
+        "best_by_recall": selection.get("best_by_recall"),
+        "candidates": [
+            {k: c.get(k) for k in ("name", "r1", "r5")}
+            | {"criterion": (c.get("criterion") or {}).get("score")}
+            for c in selection.get("candidates", [])
+        ],
+    }

@@ -7,14 +7,17 @@ A source model is trained with all its pairs (``supervised``) on the source worl
 layout by default). On the target world (another layout, camera and look) the val recall
 of:
 - ``zero_shot``: the source model as it is;
-- ``adapted``: ``ucvgl pipeline --mode unsupervised --init-from SOURCE`` (no target pair:
-  AMM rounds from the source model, no cold start);
+- ``adapted``: ``ucvgl pipeline --mode unsupervised --init-from SOURCE`` (no target pair;
+  the preset's ``init_cold_start`` "auto": a label-free source check decides whether the
+  cold start runs first, from the source's weights, or AMM starts from the source);
+- ``adapted_skip``: the same with ``init_cold_start`` "skip" (AMM from the source as it is,
+  never a cold start);
 - ``unsupervised``: the unsupervised pipeline from scratch on the target;
 - ``supervised``: every target training pair.
 Each run is a pipeline run folder under ``OUT`` (resumable: the same command continues).
-The adapted run starts with a copy of the scratch run's label-free target inputs (BEVs,
+The adapted runs start with a copy of the scratch run's label-free target inputs (BEVs,
 projection prior, CycleGAN, fakes: the same preset, seed and data make the same ones), so
-its minutes leave them out; it waits for them (and for the source model).
+their minutes leave them out; they wait for them (and for the source model).
 Runs go in ``--jobs`` processes of one torch thread each. ``--fixed-budget`` turns off the
 preset's convergence budgets (``max_epoch_factor=1``, ``amm_max_rounds=None``) to bound the
 time. ``--selection-diagnostics`` makes the AMM runs measure every selection candidate's
@@ -35,14 +38,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, print_table  # noqa: E402
+from _common import RESULTS_DIR, print_table, selection_summary  # noqa: E402
 
 RECALL_KEYS = ("r1", "r5", "r10", "r1p")
-TARGET_RUNS = ("unsupervised", "adapted", "supervised")
+TARGET_RUNS = ("unsupervised", "adapted", "supervised", "adapted_skip")
+ADAPTED_RUNS = ("adapted", "adapted_skip")
 
 
-def preset_of(args: argparse.Namespace):
-    """The preset of every run (the same encoder, so the source fits the target runs)."""
+def preset_of(args: argparse.Namespace, task: str = "source"):
+    """The preset of ``task`` (the same encoder in every run, so the source fits)."""
     from ucvgl.services.presets import get_preset
 
     preset = get_preset(args.preset)
@@ -52,6 +56,8 @@ def preset_of(args: argparse.Namespace):
         )
     if args.selection_diagnostics:  # measurement only: never changes the run's choices
         preset = preset.replace(selection_diagnostics=True)
+    if task == "adapted_skip":
+        preset = preset.replace(init_cold_start="skip")
     return preset
 
 
@@ -83,17 +89,18 @@ def run_one(task: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     world = args.source_world if task == "source" else args.target_world
-    mode = {"source": "supervised", "adapted": "unsupervised"}.get(task, task)
+    mode = {"source": "supervised", "adapted": "unsupervised", "adapted_skip": "unsupervised"}
+    mode = mode.get(task, task)
     began = time.perf_counter()
     report = run_pipeline(
         world_dir(out, world),
         world_format(world),
         mode,
-        preset_of(args),
+        preset_of(args, task),
         out / "runs" / task,
         device="cpu",
         seed=args.seed,
-        init_from=out / "runs" / "source" if task == "adapted" else None,
+        init_from=out / "runs" / "source" if task in ADAPTED_RUNS else None,
     )
     report["wall_minutes"] = (time.perf_counter() - began) / 60.0
     (out / "runs" / task / "bench.json").write_text(json.dumps(report, indent=1))
@@ -121,7 +128,7 @@ def zero_shot(args: argparse.Namespace) -> dict:
 
 
 SHARED_INPUTS = ("bev", "prior.json", "prior_pairs.npz", "cyclegan", "fake")
-"""Label-free target inputs the adapted run takes from the scratch unsupervised run."""
+"""Label-free target inputs the adapted runs take from the scratch unsupervised run."""
 
 
 def inputs_ready(out: Path) -> bool:
@@ -130,9 +137,9 @@ def inputs_ready(out: Path) -> bool:
     return times.exists() and "translate" in json.loads(times.read_text())
 
 
-def share_inputs(out: Path) -> None:
-    """Copy :data:`SHARED_INPUTS` into the adapted run folder (once)."""
-    src, dst = out / "runs" / "unsupervised", out / "runs" / "adapted"
+def share_inputs(out: Path, task: str) -> None:
+    """Copy :data:`SHARED_INPUTS` into an adapted run's folder (once)."""
+    src, dst = out / "runs" / "unsupervised", out / "runs" / task
     for name in SHARED_INPUTS:
         if (src / name).exists() and not (dst / name).exists():
             dst.mkdir(parents=True, exist_ok=True)
@@ -145,7 +152,8 @@ def share_inputs(out: Path) -> None:
 def launch(tasks: list[str], args: argparse.Namespace) -> None:
     """Run ``tasks`` in at most ``args.jobs`` child processes of this script.
 
-    A finished task (its ``bench.json`` exists) is skipped; ``adapted`` waits for ``source``.
+    A finished task (its ``bench.json`` exists) is skipped; the adapted runs wait for
+    ``source`` and for the scratch run's fakes.
     """
     out = Path(args.out)
 
@@ -156,12 +164,12 @@ def launch(tasks: list[str], args: argparse.Namespace) -> None:
     running: list[tuple[str, subprocess.Popen]] = []
     base = [sys.executable, __file__, *sys.argv[1:]]
     while todo or running:
-        ready = [t for t in todo if t != "adapted" or (done("source") and inputs_ready(out))]
+        ready = [t for t in todo if t not in ADAPTED_RUNS or (done("source") and inputs_ready(out))]
         while ready and len(running) < args.jobs:
             task = ready.pop(0)
             todo.remove(task)
-            if task == "adapted":
-                share_inputs(out)
+            if task in ADAPTED_RUNS:
+                share_inputs(out, task)
             print(f"start {task}", flush=True)
             log = open(out / f"{task}.log", "w")  # noqa: SIM115 - the child writes it
             running.append(
@@ -175,6 +183,17 @@ def launch(tasks: list[str], args: argparse.Namespace) -> None:
                 print(f"done {task} (exit {proc.returncode})", flush=True)
                 if proc.returncode:
                     raise SystemExit(f"{task} failed: see {out / (task + '.log')}")
+
+
+def source_check_cell(report: dict) -> str:
+    """'pairs source/prior -> cold start|skip' of an adapted run's source check, or ''."""
+    check = (report.get("init_from") or {}).get("check")
+    if not check:
+        return ""
+    then = "cold start" if check["cold_start"] else "skip"
+    if check["source_pairs"] is None:
+        return f"{check['setting']} -> {then}"
+    return f"{check['source_pairs']}/{check['prior_pairs']} -> {then}"
 
 
 def first_round(report: dict) -> str:
@@ -215,24 +234,26 @@ def main() -> None:
         make_world(name, args.out, args)
     print(f"worlds: {(time.perf_counter() - began) / 60:.1f} min", flush=True)
     # the source first (the adapted run needs it), beside the longest target run
-    launch(["source", "unsupervised", "adapted", "supervised"], args)
+    launch(["source", "unsupervised", "adapted", "supervised", "adapted_skip"], args)
     reports = {
         t: json.loads((args.out / "runs" / t / "bench.json").read_text())
         for t in ("source", *TARGET_RUNS)
     }
     rows = [{"run": "zero_shot (source model as it is)", **zero_shot(args)}]
     names = {
-        "adapted": "adapted (--init-from, no target pair)",
+        "adapted": "adapted (--init-from, source check 'auto')",
+        "adapted_skip": "adapted, no cold start ('skip')",
         "unsupervised": "unsupervised from scratch",
         "supervised": "supervised (all target pairs)",
     }
-    for t in ("adapted", "unsupervised", "supervised"):
+    for t in ("adapted", "adapted_skip", "unsupervised", "supervised"):
         r = reports[t]
         rows.append(
             {
                 "run": names[t],
                 **{k: (r["recall"] or {}).get(k) for k in RECALL_KEYS},
                 "round 1 correct": first_round(r),
+                "source check": source_check_cell(r),
                 "minutes": r["wall_minutes"],
             }
         )
@@ -245,12 +266,17 @@ def main() -> None:
         f"target: {args.target_world} ({world_format(args.target_world)}), "
         f"{args.train}/{args.val} locations, val R@1 (chance {100 / args.val:.2f}%):\n"
     )
-    table = print_table(rows, ["run", *RECALL_KEYS, "round 1 correct", "minutes"])
+    table = print_table(rows, ["run", *RECALL_KEYS, "round 1 correct", "source check", "minutes"])
+    diagnostics = {
+        t: selection_summary(reports[t].get("selection"))
+        for t in ("adapted", "adapted_skip", "unsupervised")
+    }
     result = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "source": {"world": args.source_world, "recall": src["recall"]},
         "rows": rows,
         "table": table,
+        "selection_diagnostics": diagnostics,
         "total_minutes": (time.perf_counter() - began) / 60.0,
     }
     (args.out / "adaptation.json").write_text(json.dumps(result, indent=1))

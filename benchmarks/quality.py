@@ -36,6 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import selection_summary  # noqa: E402
+
 MODES = ("raw", "unsupervised", "semi", "supervised")
 RECALL_KEYS = ("r1", "r5", "r10", "r1p")
 
@@ -57,7 +61,6 @@ def make_world(name: str, out: Path, args: argparse.Namespace) -> Path:
         layout, _, seed = name.split("-", 1)[1].partition(":")
         if (out / "done.json").exists():
             return out
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from worlds.othergen import generate
 
         generate(out, layout, args.train, args.val, int(seed or 0), pano_hw=pano, tile=args.tile)
@@ -154,23 +157,6 @@ def run_task(world: str, mode: str, args: argparse.Namespace) -> dict:
 
 
 # --------------------------------------------------------------------------- summary
-def selection_summary(selection: dict | None) -> dict | None:
-    """The criterion-vs-recall part of a report's ``selection`` (None without it)."""
-    if not selection or "spearman_r1" not in selection:
-        return None
-    return {
-        "spearman_r1": selection["spearman_r1"],
-        "spearman_r5": selection.get("spearman_r5"),
-        "chosen": selection.get("chosen"),
-        "best_by_recall": selection.get("best_by_recall"),
-        "candidates": [
-            {k: c.get(k) for k in ("name", "r1", "r5")}
-            | {"criterion": (c.get("criterion") or {}).get("score")}
-            for c in selection.get("candidates", [])
-        ],
-    }
-
-
 def selection_spearman(result: dict | None) -> float | None:
     """Spearman(criterion, R@1) over a run's selection candidates (None when not measured)."""
     sel = (result or {}).get("selection")

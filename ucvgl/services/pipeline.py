@@ -518,10 +518,14 @@ class PipelineRun:
 
             from ucvgl.services.models import build_model
 
-            weights = self.backbone_weights()["ground"]
-            start = {"weights": weights.file, "weights_tag": weights.tag}
-            if self.source is not None:  # random init, then the source's weights (below)
+            if self.source is not None or (self.run_dir / SELECTED_MODEL).exists():
+                # random init, then the source's weights (below) or the selected model's
+                # (every stage after 'select' loads it): the backbone's pretrained file is
+                # not needed, and may not be on this machine (a run trained elsewhere)
                 start = {"weights": None, "weights_tag": None}
+            else:
+                weights = self.backbone_weights()["ground"]
+                start = {"weights": weights.file, "weights_tag": weights.tag}
             config = self.preset.encoder_config().model_copy(update=start)
             torch.manual_seed(self.seed)
             self._model = build_model(config)
@@ -1115,7 +1119,8 @@ class PipelineRun:
         """
         from ucvgl.services.health import StageFailed as StageFailedError
 
-        self.backbone_weights()  # before any work: missing weights stop the run here
+        if not (self.run_dir / SELECTED_MODEL).exists():
+            self.backbone_weights()  # before any work: missing weights stop the run here
         stages = self.stages()
         weights = [STAGE_WEIGHTS[s] for s in stages]
         total, done = sum(weights), 0.0

@@ -2,7 +2,8 @@
 
 ``params['behaviour']``: ``sum`` (default) returns the all-reduced sum of ``rank + 1``;
 ``wait_cancel`` reports stage ``waiting`` and checks for cancellation until it comes;
-``fail_rank1`` raises on rank 1 after the all-reduce.
+``fail_rank1`` raises on rank 1 after the all-reduce; ``loader_workers`` (one process, no
+group) returns the DataLoader workers the rank's process may start and whether it is daemonic.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ def run_job(
 
     from ucvgl.services.training.distributed import init_distributed
 
+    if params.get("behaviour") == "loader_workers":
+        import multiprocessing
+
+        from ucvgl.shared.config import Settings
+
+        daemon = multiprocessing.current_process().daemon
+        return {"loader_workers": Settings().loader_workers(), "daemon": daemon}
     info = init_distributed("cpu")
     total = torch.tensor([float(info.rank + 1)])
     dist.all_reduce(total)

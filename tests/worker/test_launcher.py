@@ -37,6 +37,24 @@ def test_plan_defaults_to_every_gpu_and_refuses_more(settings):
         plan_launch(cuda, "pipeline", {"gpus": 2, "device": "cuda:0"}, cuda_count=four)
 
 
+def test_a_daemonic_worker_runs_one_gpu_jobs_in_their_own_process(settings):
+    """A Celery prefork child may not start DataLoader workers: its one-GPU jobs run
+    under the launcher, in a process of their own; several GPUs and CPU jobs as before."""
+    one, four, none = (lambda: 1), (lambda: 4), (lambda: 0)  # noqa: E731
+    cuda = settings.model_copy(update={"device": "auto"})
+    yes = lambda: True  # noqa: E731
+    for job in ("pipeline", "cold_start", "evaluate"):
+        plan = plan_launch(cuda, job, {}, cuda_count=one, daemonic=yes)
+        assert plan == LaunchPlan(1, "cuda", own_process=True) and plan.launched
+        assert not plan.distributed
+        assert not plan_launch(cuda, job, {}, cuda_count=one, daemonic=lambda: False).launched
+    pinned = plan_launch(cuda, "pipeline", {"device": "cuda:2"}, cuda_count=four, daemonic=yes)
+    assert pinned == LaunchPlan(1, "cuda:2", own_process=True)
+    assert plan_launch(cuda, "pipeline", {}, cuda_count=four, daemonic=yes) == LaunchPlan(4, "cuda")
+    cpu = plan_launch(cuda, "pipeline", {}, cuda_count=none, daemonic=yes)
+    assert cpu == LaunchPlan(1, "cpu") and not cpu.launched
+
+
 def test_plan_on_a_cpu_worker(settings):
     none = lambda: 0  # noqa: E731
     cpu = settings.model_copy(update={"device": "auto"})
@@ -70,7 +88,12 @@ class RecordingProgress:
 
 
 def _launch(
-    settings, tmp_path: Path, behaviour: str, monkeypatch, worker_pid: int | None = None
+    settings,
+    tmp_path: Path,
+    behaviour: str,
+    monkeypatch,
+    worker_pid: int | None = None,
+    plan: LaunchPlan = LaunchPlan(2, "cpu"),
 ) -> tuple:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     root = make_folder_dataset(tmp_path / "data" / "tiny")
@@ -87,7 +110,7 @@ def _launch(
     )
     progress = RecordingProgress(cancel_when_waiting=worker_pid is None)
     threads = settings.model_copy(update={"torch_threads": 1})
-    run = lambda: run_distributed(LaunchPlan(2, "cpu"), spec, progress, threads, poll_s=0.1)  # noqa: E731
+    run = lambda: run_distributed(plan, spec, progress, threads, poll_s=0.1)  # noqa: E731
     return run, progress
 
 
@@ -98,6 +121,21 @@ def test_two_gloo_ranks_return_rank_zeros_result(settings, tmp_path, monkeypatch
     assert result["images"] == 3
     assert result["launch"] == {"world_size": 2, "backend": "gloo"}
     assert ("summing", 0.5, "rank 0") in progress.updates  # rank 0's progress, forwarded
+
+
+def test_a_job_in_its_own_process_may_start_loader_workers(settings, tmp_path, monkeypatch):
+    """What ``own_process`` is for: the launched rank is not daemonic, so its DataLoaders
+    get workers (``loader_workers`` gives 0 in a daemonic process)."""
+    import multiprocessing
+
+    monkeypatch.delenv("UCVGL_NUM_WORKERS", raising=False)
+    plan = LaunchPlan(1, "cpu", own_process=True)
+    run, _ = _launch(settings, tmp_path, "loader_workers", monkeypatch, plan=plan)
+    result = run()
+    assert result["daemon"] is False and result["launch"]["world_size"] == 1
+    expected = max(0, min(8, len(os.sched_getaffinity(0)) - 1))
+    assert result["loader_workers"] == expected
+    assert not multiprocessing.current_process().daemon  # (the test itself is not either)
 
 
 @pytest.mark.slow

@@ -56,15 +56,23 @@ class LaunchFailed(UcvglError):
 
 @dataclass(frozen=True)
 class LaunchPlan:
-    """How a job runs: ``processes`` ranks on ``device`` ('cuda' or 'cpu')."""
+    """How a job runs: ``processes`` ranks on ``device`` ('cuda', 'cuda:N' or 'cpu')."""
 
     processes: int
     device: str
+    own_process: bool = False
+    """One rank, but in a process of its own under torch's launcher rather than in the
+    worker's (see :func:`plan_launch`)."""
 
     @property
     def distributed(self) -> bool:
-        """True when the job needs torch's launcher (more than one process)."""
+        """True when the job has more than one rank."""
         return self.processes > 1
+
+    @property
+    def launched(self) -> bool:
+        """True when the job runs under torch's launcher (several ranks, or its own process)."""
+        return self.distributed or self.own_process
 
     @property
     def backend(self) -> str:
@@ -78,12 +86,19 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _daemonic() -> bool:
+    import multiprocessing
+
+    return bool(multiprocessing.current_process().daemon)
+
+
 def plan_launch(
     settings: Settings,
     job_type: str,
     params: dict[str, Any],
     *,
     cuda_count: Callable[[], int] = _cuda_count,
+    daemonic: Callable[[], bool] = _daemonic,
 ) -> LaunchPlan:
     """How many processes run this job here (``params.gpus``, default: all this worker has).
 
@@ -91,6 +106,11 @@ def plan_launch(
     ``settings.ddp_cpu_processes`` gloo processes (1 unless set, for tests). A job pinned to
     one device (``params.device = 'cuda:N'``) and the single-stage job types run in one
     process.
+
+    A one-process CUDA job of a daemonic worker process (a Celery prefork pool child, the
+    default pool) runs in a process of its own under torch's launcher (``own_process``):
+    a daemonic process may not start DataLoader workers, so in the worker's process the
+    job would decode every image in its training loop and leave the GPU waiting.
 
     Raises:
         ConfigError: ``params.gpus`` is not a positive integer or asks for more than this
@@ -108,7 +128,7 @@ def plan_launch(
                 f"params.gpus: {gpus} GPUs asked for, but params.device={device!r} pins the "
                 "job to one GPU; leave params.device out (or 'cuda') to use several"
             )
-        return LaunchPlan(1, device)
+        return LaunchPlan(1, device, own_process=daemonic())
     if device == "cuda":
         have, what = cuda_count(), "CUDA devices"
         advice = f"ask for at most {have} or leave params.gpus out (all of them)"
@@ -123,9 +143,10 @@ def plan_launch(
         raise ConfigError(
             f"params.gpus: {wanted} asked for, this worker has {have} {what}; {advice}"
         )
+    one = LaunchPlan(1, device, own_process=device == "cuda" and daemonic())
     if str(getattr(job_type, "value", job_type)) not in DISTRIBUTED_JOB_TYPES:
-        return LaunchPlan(1, device)
-    return LaunchPlan(max(1, wanted), device)
+        return one
+    return one if wanted <= 1 else LaunchPlan(wanted, device)
 
 
 # ---------------------------------------------------------------------- the parent's side

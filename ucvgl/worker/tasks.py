@@ -323,7 +323,7 @@ def _execute_started(
             run_dir.mkdir(parents=True, exist_ok=True)
             params = {k: v for k, v in job.parameters.items() if k not in SERVICE_PARAMS}
             plan = plan_launch(settings, job.type, job.parameters)
-            if plan.distributed:  # every rank runs the runner under torch's launcher
+            if plan.launched:  # every rank runs the runner under torch's launcher
                 spec = launch_spec(runner, job.type, params, run_dir, dataset_row)
                 result = run_distributed(plan, spec, progress, settings)
             else:

@@ -185,6 +185,26 @@ def launch(tasks: list[str], args: argparse.Namespace) -> None:
                     raise SystemExit(f"{task} failed: see {out / (task + '.log')}")
 
 
+PREVIOUS_NAMES = {
+    "adapted_skip": ("adapted, no cold start ('skip')", "adapted (--init-from, no target pair)"),
+    "supervised": ("supervised (all target pairs)",),
+    "unsupervised": ("unsupervised from scratch",),
+    "adapted": ("adapted (--init-from, source check 'auto')",),
+}
+"""Row names of each target run in earlier adaptation JSONs (before the source check, the
+'adapted' row was AMM from the source without a cold start: today's 'skip')."""
+
+
+def earlier_row(previous: dict | None, task: str) -> dict | None:
+    """``task``'s row of an earlier adaptation JSON (``--previous``), marked as such."""
+    for row in (previous or {}).get("rows", []):
+        if row["run"] in PREVIOUS_NAMES[task]:
+            names = {"adapted_skip": "adapted, no cold start ('skip')"}
+            name = names.get(task, row["run"])
+            return {**row, "run": name, "source check": "", "measured": "earlier run"}
+    return None
+
+
 def source_check_cell(report: dict) -> str:
     """'pairs source/prior -> cold start|skip' of an adapted run's source check, or ''."""
     check = (report.get("init_from") or {}).get("check")
@@ -223,21 +243,44 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--tasks",
+        default="source,unsupervised,adapted,supervised,adapted_skip",
+        help="the runs to make (source and unsupervised always: the others need them)",
+    )
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="an earlier adaptation JSON of the same settings: target runs left out of "
+        "--tasks take its row, marked 'earlier run'",
+    )
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.task:
         run_one(args.task, args)
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.previous.read_text()) if args.previous else None
+    if previous is not None:
+        same = ("source_world", "target_world", "train", "val", "pano", "tile", "preset", "seed")
+        differ = [k for k in same if previous["args"].get(k) != str(getattr(args, k))]
+        if differ:
+            raise SystemExit(f"--previous {args.previous}: other settings ({', '.join(differ)})")
     began = time.perf_counter()
     for name in (args.source_world, args.target_world):
         make_world(name, args.out, args)
     print(f"worlds: {(time.perf_counter() - began) / 60:.1f} min", flush=True)
     # the source first (the adapted run needs it), beside the longest target run
-    launch(["source", "unsupervised", "adapted", "supervised", "adapted_skip"], args)
+    wanted = {"source", "unsupervised", *(t for t in args.tasks.split(",") if t)}
+    unknown = wanted - {"source", *TARGET_RUNS}
+    if unknown:
+        raise SystemExit(f"--tasks: unknown {sorted(unknown)}; choose from {TARGET_RUNS}")
+    launch([t for t in ("source", *TARGET_RUNS) if t in wanted], args)
     reports = {
         t: json.loads((args.out / "runs" / t / "bench.json").read_text())
         for t in ("source", *TARGET_RUNS)
+        if t in wanted
     }
     rows = [{"run": "zero_shot (source model as it is)", **zero_shot(args)}]
     names = {
@@ -247,6 +290,11 @@ def main() -> None:
         "supervised": "supervised (all target pairs)",
     }
     for t in ("adapted", "adapted_skip", "unsupervised", "supervised"):
+        if t not in reports:
+            row = earlier_row(previous, t)
+            if row is not None:
+                rows.append(row)
+            continue
         r = reports[t]
         rows.append(
             {
@@ -255,6 +303,7 @@ def main() -> None:
                 "round 1 correct": first_round(r),
                 "source check": source_check_cell(r),
                 "minutes": r["wall_minutes"],
+                "measured": "this run",
             }
         )
     src = reports["source"]
@@ -266,10 +315,12 @@ def main() -> None:
         f"target: {args.target_world} ({world_format(args.target_world)}), "
         f"{args.train}/{args.val} locations, val R@1 (chance {100 / args.val:.2f}%):\n"
     )
-    table = print_table(rows, ["run", *RECALL_KEYS, "round 1 correct", "source check", "minutes"])
+    columns = ["run", *RECALL_KEYS, "round 1 correct", "source check", "minutes", "measured"]
+    table = print_table(rows, columns)
     diagnostics = {
         t: selection_summary(reports[t].get("selection"))
         for t in ("adapted", "adapted_skip", "unsupervised")
+        if t in reports
     }
     result = {
         "args": {k: str(v) for k, v in vars(args).items()},

@@ -11,10 +11,17 @@ few CPU minutes; it runs in CI.
 Measured on this machine: at 64 px instead of 128 both learned modes stayed below the raw
 colour baseline (supervised 14.7, unsupervised 12.7 vs 22.7 R@1 on 150 tiles): the
 ConvNeXt's 2x4 feature map is too coarse for SAFA there.
+
+The two pipelines run at once, each in a child process of one torch thread (the suite
+runs in one process on two cores; one after the other they took 8.5 of its 15.5 minutes).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,9 +29,7 @@ import torch
 
 from ucvgl.services.datasets import load_dataset
 from ucvgl.services.evaluation import recall_at_k
-from ucvgl.services.pipeline import run_pipeline
 from ucvgl.services.pixel_prior import thumbnail_descriptors
-from ucvgl.services.presets import get_preset
 from ucvgl.services.projection import bev_params_for_dataset, project_dataset
 
 N_TRAIN, N_VAL = 300, 150
@@ -44,19 +49,30 @@ def world(tmp_path_factory) -> Path:
     return generate_named_world("tune-1", out, N_TRAIN, N_VAL)  # 128x256 panoramas, 128 px tiles
 
 
-def small_cpu_preset():
-    """The ``cpu`` preset's method on a small pool: its image sizes, model, losses and
-    stages; batches of 32 and fixed, shorter schedules so that both runs take minutes."""
-    return get_preset("cpu").replace(
-        batch_size=32,
-        max_epoch_factor=1.0,
-        amm_max_rounds=None,
-        supervised_epochs=12,
-        cross_epochs=8,
-        amm_rounds=2,
-        cyclegan=dict(ngf=8, ndf=8, n_blocks=2, epochs=2, batch_size=4),
-        health_checks="warn",  # record the checks; this small run is judged by recall
-    )
+SMALL_CPU_CHANGES = dict(
+    batch_size=32,
+    max_epoch_factor=1.0,
+    amm_max_rounds=None,
+    supervised_epochs=12,
+    cross_epochs=8,
+    amm_rounds=2,
+    cyclegan=dict(ngf=8, ndf=8, n_blocks=2, epochs=2, batch_size=4),
+    health_checks="warn",  # record the checks; this small run is judged by recall
+)
+"""The ``cpu`` preset's method on a small pool: its image sizes, model, losses and stages;
+batches of 32 and fixed, shorter schedules so that both runs take minutes."""
+
+RUN_ONE = """
+import json, sys, torch
+from ucvgl.services.pipeline import run_pipeline
+from ucvgl.services.presets import get_preset
+world, mode, out, changes = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+torch.set_num_threads(1)
+torch.manual_seed(0)
+preset = get_preset("cpu").replace(**changes)
+run_pipeline(world, "cvact", mode, preset, out, device="cpu", seed=0)
+"""
+"""One pipeline run in a child process: WORLD MODE OUT CHANGES_JSON (report in OUT)."""
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +92,26 @@ def raw_r1(world) -> float:
     return float(r["r1"])
 
 
-def _run(world: Path, mode: str, tmp_path_factory) -> dict:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp(f"learning_{mode}") / "run"
-    return run_pipeline(world, "cvact", mode, small_cpu_preset(), out, device="cpu", seed=0)
+@pytest.fixture(scope="module")
+def reports(world, tmp_path_factory) -> dict[str, dict]:
+    """The supervised and unsupervised runs' reports, both run at once (see the module)."""
+    base = tmp_path_factory.mktemp("learning_runs")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for mode in ("unsupervised", "supervised"):
+        log = (base / f"{mode}.log").open("w")
+        args = [str(world), mode, str(base / mode), json.dumps(SMALL_CPU_CHANGES)]
+        cmd = [sys.executable, "-c", RUN_ONE, *args]
+        runs[mode] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+    out = {}
+    for mode, (proc, log) in runs.items():
+        code = proc.wait()
+        log.close()
+        if code:
+            tail = (base / f"{mode}.log").read_text()[-3000:]
+            pytest.fail(f"the {mode} run exited {code}:\n{tail}")
+        out[mode] = json.loads((base / mode / "report.json").read_text())
+    return out
 
 
 def test_raw_baseline_is_above_chance_but_far_from_solved(raw_r1):
@@ -88,8 +120,8 @@ def test_raw_baseline_is_above_chance_but_far_from_solved(raw_r1):
     assert 3 * CHANCE_R1 < raw_r1 < 70.0
 
 
-def test_supervised_learns(world, raw_r1, tmp_path_factory):
-    report = _run(world, "supervised", tmp_path_factory)
+def test_supervised_learns(reports, raw_r1):
+    report = reports["supervised"]
     r1 = report["recall"]["r1"]
     # Measured 34.7 (chance 0.67); a broken loss, optimiser or data path stays near chance.
     assert r1 >= 15 * CHANCE_R1, f"supervised R@1 {r1:.1f} (chance {CHANCE_R1:.2f})"
@@ -98,8 +130,8 @@ def test_supervised_learns(world, raw_r1, tmp_path_factory):
     assert r1 >= 0.6 * raw_r1
 
 
-def test_unsupervised_learns(world, raw_r1, tmp_path_factory):
-    report = _run(world, "unsupervised", tmp_path_factory)
+def test_unsupervised_learns(reports):
+    report = reports["unsupervised"]
     r1 = report["recall"]["r1"]
     assert r1 >= 5 * CHANCE_R1, f"unsupervised R@1 {r1:.1f} (chance {CHANCE_R1:.2f})"
     # Pseudo-labels without any ground truth: the projection prior's are mostly right

@@ -34,11 +34,19 @@ SMALL = {"pano_size": (32, 64), "sat_size": 32, "workers": 1}
 # change them (a numpy/Pillow change in resampling or float rounding could: then re-take
 # them from the last commit before the knobs, 6ace2a1^).
 ORIGINAL_DIGESTS = {
-    "cvusa": "0160627f9a1e7db91b169de5fc1d80c966b2506c816ad6142f7ab37538e0a8e5",
-    "cvact": "8a74bd57248146b5e887f184ab64af6893b008df62717b2a0c81e1715fa83fc7",
-    "vigor": "5d7e6b8712c4e9b5d3317387fd69feea1629c47dd6bb6291a206746929393d76",
-    "folder": "f097ed3a2bb778c1a13646587883045477c09e61eaa461ae735689af64980e8c",
+    "cvusa": ("0160627f9a1e7db91b169de5fc1d80c966b2506c816ad6142f7ab37538e0a8e5",),
+    "cvact": ("8a74bd57248146b5e887f184ab64af6893b008df62717b2a0c81e1715fa83fc7",),
+    "vigor": (
+        "5d7e6b8712c4e9b5d3317387fd69feea1629c47dd6bb6291a206746929393d76",
+        # the same code on an AMD EPYC machine (2026-12-06), most likely numpy's float
+        # kernels taking another SIMD path on that CPU (VIGOR's file names carry float
+        # coordinates); pillow 12.3/13.0 and numpy 2.3.5/2.4.6 gave this digest alike
+        "52bbfa31b181e190ba787c1b594ca3968ac1ac3f5936723fad94597a974cd610",
+    ),
+    "folder": ("f097ed3a2bb778c1a13646587883045477c09e61eaa461ae735689af64980e8c",),
 }
+"""Accepted digests per format: one per CPU family seen where rendering differs in the
+last float bits (any change of the generator at its defaults changes them all)."""
 
 
 def _city(spec: SynthSpec):
@@ -74,7 +82,7 @@ def _spec(fmt: str = "cvact", world: WorldSettings | None = None, **kw) -> Synth
 @pytest.mark.parametrize("fmt", sorted(ORIGINAL_DIGESTS))
 def test_defaults_render_the_original_pixels(fmt: str) -> None:
     digest, _ = _render_all(_spec(fmt))
-    assert digest == ORIGINAL_DIGESTS[fmt]
+    assert digest in ORIGINAL_DIGESTS[fmt]
 
 
 def test_default_settings_are_recorded_and_explicit_defaults_are_equal(tmp_path: Path) -> None:

@@ -36,35 +36,21 @@ DECOY_MAX_FDR = 0.2
 
 def candidate_criteria(run, candidate: dict, threshold_T: float) -> dict:
     """The label-free numbers of one candidate model on the run's training pool."""
-    from ucvgl.services.health import DECOY_DIR, decoy_paths
+    from ucvgl.services.health import DECOY_DIR, pool_and_decoys
     from ucvgl.services.pixel_prior import target_decoy_pairs
-    from ucvgl.services.progress import NullProgress
-    from ucvgl.services.training.amm import label_free_criterion, match_pool
-    from ucvgl.services.training.embed import embed_split
+    from ucvgl.services.training.amm import label_free_criterion
     from ucvgl.services.training.trainer import load_weights_into
 
     load_weights_into(run.model, Path(candidate["path"]))
-    split, preset = run.train_split, run.preset
-    pool = match_pool(
+    pool, d = pool_and_decoys(
         run.model,
-        split,
-        preset,
+        run.train_split,
+        run.preset,
+        label="criteria",
+        decoy_dir=run.run_dir / DECOY_DIR,
         device=run.device,
         cache_dir=run.embedding_cache_dir,
-        progress=NullProgress(),
         fake_paths=run.amm_queries(),
-    )
-    decoys = decoy_paths(
-        list(split.satellite_paths), run.run_dir / DECOY_DIR, preset.satellite_size
-    )
-    d = embed_split(
-        run.model,
-        None,
-        "satellite",
-        paths=decoys,
-        batch_size=preset.eval_batch_size,
-        device=run.device,
-        cache_dir=run.embedding_cache_dir,
     )
     td = target_decoy_pairs(
         pool.ground, pool.satellite, d, max_fdr=DECOY_MAX_FDR, device=run.device

@@ -523,6 +523,56 @@ def decoy_paths(
     return paths
 
 
+def pool_and_decoys(
+    model: torch.nn.Module,
+    split,
+    preset,
+    *,
+    label: str,
+    decoy_dir: Path,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    fake_paths: list[Path] | None = None,
+    write_decoys: bool = True,
+    progress: Progress | None = None,
+):
+    """The pool matched by ``model`` (AMM's ``match_pool``) and its decoys' embeddings.
+
+    Returns:
+        (``PoolMatch`` of the pool's queries against the real tiles, [N, D] embeddings of
+        the decoys, each tile turned 180 degrees, written once to ``decoy_dir``).
+    """
+    from ucvgl.services.training.amm import match_pool
+    from ucvgl.services.training.distributed import barrier
+    from ucvgl.services.training.embed import embed_split
+
+    progress = progress or NullProgress()
+    pool = match_pool(
+        model,
+        split,
+        preset,
+        device=device,
+        cache_dir=cache_dir,
+        progress=ScaledProgress(progress, 0.0, 0.6, label),
+        fake_paths=fake_paths,
+    )
+    decoys = decoy_paths(
+        list(split.satellite_paths), decoy_dir, preset.satellite_size, write=write_decoys
+    )
+    barrier()  # under DDP rank 0 writes the decoys; the others wait for them
+    d = embed_split(
+        model,
+        None,
+        "satellite",
+        paths=decoys,
+        batch_size=preset.eval_batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        progress=ScaledProgress(progress, 0.6, 1.0, label),
+    )
+    return pool, d
+
+
 def check_model_matches(
     model: torch.nn.Module,
     split,
@@ -558,34 +608,17 @@ def check_model_matches(
         final: the selected model (a failure always stops).
         write_decoys: False when another rank writes the decoys.
     """
-    from ucvgl.services.training.amm import match_pool
-    from ucvgl.services.training.embed import embed_split
-
-    progress = progress or NullProgress()
-    pool = match_pool(
+    pool, d = pool_and_decoys(
         model,
         split,
         preset,
+        label=f"{stage} check",
+        decoy_dir=decoy_dir,
         device=device,
         cache_dir=cache_dir,
-        progress=ScaledProgress(progress, 0.0, 0.6, f"{stage} check"),
         fake_paths=fake_paths,
-    )
-    decoys = decoy_paths(
-        list(split.satellite_paths), decoy_dir, preset.satellite_size, write=write_decoys
-    )
-    from ucvgl.services.training.distributed import barrier
-
-    barrier()  # under DDP rank 0 writes the decoys; the others wait for them
-    d = embed_split(
-        model,
-        None,
-        "satellite",
-        paths=decoys,
-        batch_size=preset.eval_batch_size,
-        device=device,
-        cache_dir=cache_dir,
-        progress=ScaledProgress(progress, 0.6, 1.0, f"{stage} check"),
+        write_decoys=write_decoys,
+        progress=progress,
     )
     return assess_matches(
         pool.ground,

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ucvgl.services.presets import INIT_COLD_STARTS
-from ucvgl.services.progress import NullProgress, Progress, ScaledProgress
+from ucvgl.services.progress import Progress
 
 SOURCE_CHECK_FILE = "source_check.json"
 """``RUN_DIR/source_check.json``: the decision and its numbers (kept: a resumed run reuses it)."""
@@ -139,35 +139,20 @@ def measure_source(
         (pairs kept at ``preset.prior_max_fdr``, mutual matches with real tiles, mutual
         matches with decoys).
     """
-    from ucvgl.services.health import decoy_paths
+    from ucvgl.services.health import pool_and_decoys
     from ucvgl.services.pixel_prior import target_decoy_pairs
-    from ucvgl.services.training.amm import match_pool
-    from ucvgl.services.training.distributed import barrier
-    from ucvgl.services.training.embed import embed_split
 
-    progress = progress or NullProgress()
-    pool = match_pool(
+    pool, d = pool_and_decoys(
         model,
         split,
         preset,
+        label="source check",
+        decoy_dir=decoy_dir,
         device=device,
         cache_dir=cache_dir,
-        progress=ScaledProgress(progress, 0.0, 0.6, "source check"),
         fake_paths=fake_paths,
-    )
-    decoys = decoy_paths(
-        list(split.satellite_paths), decoy_dir, preset.satellite_size, write=write_decoys
-    )
-    barrier()  # under DDP rank 0 writes the decoys; the others wait for them
-    d = embed_split(
-        model,
-        None,
-        "satellite",
-        paths=decoys,
-        batch_size=preset.eval_batch_size,
-        device=device,
-        cache_dir=cache_dir,
-        progress=ScaledProgress(progress, 0.6, 1.0, "source check"),
+        write_decoys=write_decoys,
+        progress=progress,
     )
     td = target_decoy_pairs(
         pool.ground, pool.satellite, d, max_fdr=preset.prior_max_fdr, device=device

@@ -733,17 +733,19 @@ class PipelineRun:
     def cold_start(self, progress: Progress) -> Path:
         """Intra-view then ground <-> fake (or BEV) training; returns the weights file.
 
-        Unsupervised runs then check the model against decoy tiles (``health``).
+        Unsupervised runs then check the model against decoy tiles (``health``). A run from
+        a source model trains it from the source's weights, or, when its source check keeps
+        the source as it is, loads the source and returns the run's copy of it.
         """
         from ucvgl.services.training.cold_start import cold_start, cold_start_model_path
+        from ucvgl.services.training.trainer import load_weights_into
 
         if self.source is not None and not self.source_check(NullProgress()).cold_start:
             assert self.init_path is not None
+            load_weights_into(self.model, self.init_path)
             return self.init_path  # AMM starts from the source as it is
         final = cold_start_model_path(self.preset, self.stages_dir)
         if final.exists():
-            from ucvgl.services.training.trainer import load_weights_into
-
             load_weights_into(self.model, final)
         else:
             cold_start(
@@ -893,15 +895,7 @@ class PipelineRun:
         return result.model_path
 
     def _start_path(self) -> Path:
-        if self.mode == "unsupervised" and self.init_path is not None:
-            from ucvgl.services.training.trainer import load_weights_into
-
-            if self.source_check(NullProgress()).cold_start:
-                return self.cold_start(NullProgress())
-
-            load_weights_into(self.model, self.init_path)
-            return self.init_path
-        if self.mode == "unsupervised":
+        if self.mode == "unsupervised":  # from a source, the source check decides there
             return self.cold_start(NullProgress())
         if self.mode == "semi":
             return self.semi_warmup(NullProgress())

@@ -43,6 +43,15 @@ from _common import RESULTS_DIR, print_table, selection_summary  # noqa: E402
 RECALL_KEYS = ("r1", "r5", "r10", "r1p")
 TARGET_RUNS = ("unsupervised", "adapted", "supervised", "adapted_skip")
 ADAPTED_RUNS = ("adapted", "adapted_skip")
+TASK_MODES = {"source": "supervised", "adapted": "unsupervised", "adapted_skip": "unsupervised"}
+"""The pipeline mode of each task that is not named after its mode."""
+RUN_NAMES = {
+    "adapted": "adapted (--init-from, source check 'auto')",
+    "adapted_skip": "adapted, no cold start ('skip')",
+    "unsupervised": "unsupervised from scratch",
+    "supervised": "supervised (all target pairs)",
+}
+"""Each target run's row name in the table."""
 
 
 def preset_of(args: argparse.Namespace, task: str = "source"):
@@ -89,8 +98,7 @@ def run_one(task: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     world = args.source_world if task == "source" else args.target_world
-    mode = {"source": "supervised", "adapted": "unsupervised", "adapted_skip": "unsupervised"}
-    mode = mode.get(task, task)
+    mode = TASK_MODES.get(task, task)
     began = time.perf_counter()
     report = run_pipeline(
         world_dir(out, world),
@@ -185,23 +193,17 @@ def launch(tasks: list[str], args: argparse.Namespace) -> None:
                     raise SystemExit(f"{task} failed: see {out / (task + '.log')}")
 
 
-PREVIOUS_NAMES = {
-    "adapted_skip": ("adapted, no cold start ('skip')", "adapted (--init-from, no target pair)"),
-    "supervised": ("supervised (all target pairs)",),
-    "unsupervised": ("unsupervised from scratch",),
-    "adapted": ("adapted (--init-from, source check 'auto')",),
-}
-"""Row names of each target run in earlier adaptation JSONs (before the source check, the
-'adapted' row was AMM from the source without a cold start: today's 'skip')."""
+FORMER_NAMES = {"adapted_skip": ("adapted (--init-from, no target pair)",)}
+"""Older row names in earlier adaptation JSONs (before the source check, the 'adapted' row
+was AMM from the source without a cold start: today's 'skip')."""
 
 
 def earlier_row(previous: dict | None, task: str) -> dict | None:
     """``task``'s row of an earlier adaptation JSON (``--previous``), marked as such."""
+    names = (RUN_NAMES[task], *FORMER_NAMES.get(task, ()))
     for row in (previous or {}).get("rows", []):
-        if row["run"] in PREVIOUS_NAMES[task]:
-            names = {"adapted_skip": "adapted, no cold start ('skip')"}
-            name = names.get(task, row["run"])
-            return {**row, "run": name, "source check": "", "measured": "earlier run"}
+        if row["run"] in names:
+            return {**row, "run": RUN_NAMES[task], "source check": "", "measured": "earlier run"}
     return None
 
 
@@ -283,12 +285,6 @@ def main() -> None:
         if t in wanted
     }
     rows = [{"run": "zero_shot (source model as it is)", **zero_shot(args)}]
-    names = {
-        "adapted": "adapted (--init-from, source check 'auto')",
-        "adapted_skip": "adapted, no cold start ('skip')",
-        "unsupervised": "unsupervised from scratch",
-        "supervised": "supervised (all target pairs)",
-    }
     for t in ("adapted", "adapted_skip", "unsupervised", "supervised"):
         if t not in reports:
             row = earlier_row(previous, t)
@@ -298,7 +294,7 @@ def main() -> None:
         r = reports[t]
         rows.append(
             {
-                "run": names[t],
+                "run": RUN_NAMES[t],
                 **{k: (r["recall"] or {}).get(k) for k in RECALL_KEYS},
                 "round 1 correct": first_round(r),
                 "source check": source_check_cell(r),

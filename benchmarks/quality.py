@@ -124,7 +124,7 @@ def run_task(world: str, mode: str, args: argparse.Namespace) -> dict:
                 device=args.device,
                 progress=TqdmProgress(),
                 seed=args.seed,
-                overrides={"selection_diagnostics": True} if args.selection_diagnostics else None,
+                overrides=task_overrides(args),
             )
         except StageFailed as exc:  # a stage check stopped it: no recall to report
             print(f"{world} {mode}: STAGE FAILED: {exc}", file=sys.stderr)
@@ -351,6 +351,16 @@ def format_world(world: str, found: dict) -> str:
 
 
 # --------------------------------------------------------------------------- driver
+def task_overrides(args: argparse.Namespace) -> dict[str, str | bool] | None:
+    """The preset overrides of every pipeline task: ``--set`` and --selection-diagnostics."""
+    from ucvgl.services.preset_overrides import parse_set_options
+
+    overrides: dict[str, str | bool] = dict(parse_set_options(args.set))
+    if args.selection_diagnostics:
+        overrides["selection_diagnostics"] = True
+    return overrides or None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
@@ -371,6 +381,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--selection-diagnostics",
         action="store_true",
         help="measure every selection candidate's val recall (preset selection_diagnostics)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="preset override of every pipeline task (repeatable), as `ucvgl pipeline --set`",
     )
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # WORLD/MODE (child)
     return parser.parse_args(argv)

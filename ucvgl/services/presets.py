@@ -74,13 +74,16 @@ class Preset:
             many epochs follows (warm restart), up to ``ceil(max_epoch_factor * epochs)``
             epochs in all. 1.0 = a fixed budget of exactly ``*_epochs`` epochs (the
             paper's schedules). See ``StageConfig`` and ``budget`` in each stage's weights.
-        min_improvement: the relative drop of the loss over a cycle (and the relative growth
-            of the AMM confident-match count over a round) that earns another one.
+        min_improvement: the relative drop of the loss over a cycle that earns another one
+            (and the AMM rounds' growth bar when ``amm_min_growth`` is None).
         amm_max_rounds: None = exactly ``amm_rounds`` rounds. Otherwise extra rounds (at
             the last regular round's margin threshold) follow while the label-free count
             of confident mutual matches, measured before each round, grew by at least
-            ``min_improvement`` (relative) since the previous round, up to this many
+            ``amm_min_growth`` (relative) since the previous round, up to this many
             rounds in all.
+        amm_min_growth: the relative growth of the confident-match count over a round that
+            earns an extra round (None = ``min_improvement``; -1 = every extra round runs,
+            up to ``amm_max_rounds``). See :attr:`amm_growth_bar`.
         unlabelled_ratio: unlabelled (ground, tile) items added per pseudo-pair as extra
             negatives in AMM batches.
         coverage_switch: while pseudo-pairs cover less than this fraction of the pool, they
@@ -211,6 +214,7 @@ class Preset:
     max_epoch_factor: float = 1.0
     min_improvement: float = 0.05
     amm_max_rounds: int | None = None
+    amm_min_growth: float | None = None
     standardise_input: bool = False
     projection_prior: bool = False
     prior_thumbnail: int = 24
@@ -254,6 +258,11 @@ class Preset:
             raise ConfigError(f"preset {self.name!r}: max_epoch_factor must be >= 1")
         if not self.min_improvement >= 0.0:
             raise ConfigError(f"preset {self.name!r}: min_improvement must be >= 0")
+        if self.amm_min_growth is not None and not self.amm_min_growth >= -1.0:
+            raise ConfigError(
+                f"preset {self.name!r}: amm_min_growth must be >= -1 (-1: every extra round "
+                f"runs) or None (= min_improvement), got {self.amm_min_growth}"
+            )
         if self.amm_max_rounds is not None and self.amm_max_rounds < self.amm_rounds:
             raise ConfigError(
                 f"preset {self.name!r}: amm_max_rounds must be >= amm_rounds ({self.amm_rounds})"
@@ -291,6 +300,11 @@ class Preset:
                 f"preset {self.name!r}: dataset_format must be one of "
                 f"{sorted(DEFAULT_AMM_THRESHOLD)} or None, got {self.dataset_format!r}"
             )
+
+    @property
+    def amm_growth_bar(self) -> float:
+        """The relative growth of the confident-match count that earns an extra AMM round."""
+        return self.min_improvement if self.amm_min_growth is None else self.amm_min_growth
 
     @property
     def amm_schedule_rounds(self) -> int:

@@ -4,6 +4,7 @@ mutual matches grows, the recorded stop reason, resume and ``only_round``."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from ucvgl.services.datasets.index import ViewSplit
 from ucvgl.services.presets import get_preset
 from ucvgl.services.training import amm
 from ucvgl.services.training.trainer import FINAL, StageResult
+from ucvgl.shared.errors import ConfigError
 
 N, T = 40, 0.05
 
@@ -143,3 +145,62 @@ def test_confident_growth_from_zero():
     assert math.isinf(amm.confident_growth(0, 3))
     assert amm.confident_growth(20, 21) == pytest.approx(0.05)
     assert np.isfinite(amm.confident_growth(5, 0))
+
+
+def test_amm_min_growth_sets_the_bar_apart_from_the_loss_stops(monkeypatch, tmp_path):
+    counts = [10, 14, 18, 20, 20, 30, 40]
+    # -1: every extra round runs, even when the count does not grow (20 -> 20).
+    world = _World(monkeypatch, counts)
+    every = world.run(tmp_path / "every", _preset(amm_max_rounds=6, amm_min_growth=-1.0))
+    assert world.trained == [1, 2, 3, 4, 5, 6]
+    assert every["amm_stop_reason"] == "max_rounds" and every["amm_stop"]["min_growth"] == -1.0
+    # A bar above 18 -> 20 (+11%): no extra round; min_improvement (5%) is not consulted.
+    world = _World(monkeypatch, counts)
+    strict = world.run(tmp_path / "strict", _preset(amm_max_rounds=6, amm_min_growth=0.2))
+    assert world.trained == [1, 2, 3] and strict["amm_stop_reason"] == "converged"
+    assert strict["amm_stop"]["min_growth"] == 0.2
+    assert "amm_min_growth 20.0%" in strict["amm_stop"]["detail"]
+
+
+def test_amm_min_growth_defaults_to_min_improvement_and_is_checked():
+    preset = _preset(amm_max_rounds=6)
+    assert preset.amm_min_growth is None and preset.amm_growth_bar == preset.min_improvement
+    assert preset.replace(amm_min_growth=0.0).amm_growth_bar == 0.0
+    with pytest.raises(ConfigError, match="amm_min_growth must be >= -1"):
+        preset.replace(amm_min_growth=-1.5)
+
+
+@pytest.mark.parametrize("counts", [[10, 14, 18, 20, 20, 30, 40], [10, 14, 18, 21, 24, 22, 30]])
+def test_amm_stop_study_replays_the_rule_of_run_amm(monkeypatch, tmp_path, counts):
+    """benchmarks/amm_stop_study.py replays (bar, cap) on one run that ran every round; it
+    must give the rounds and the chosen model that run_amm itself gives with them."""
+    repo = Path(__file__).resolve().parents[3]
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    from benchmarks import amm_stop_study
+
+    full = _World(monkeypatch, counts).run(
+        tmp_path / "full", _preset(amm_max_rounds=6, amm_min_growth=-1.0)
+    )
+    rows = [
+        {
+            "name": c["name"],
+            "confident": c["criterion"]["confident"],
+            "score": c["criterion"]["score"],
+            "r1": 10.0 * i,
+            "r5": 0.0,
+        }
+        for i, c in enumerate(full["candidates"])
+    ]
+    assert len(rows) == 7
+    for cap in (3, 4, 5, 6):
+        for bar in (0.3, 0.12, 0.05, 0.0, -1.0):
+            world = _World(monkeypatch, counts)
+            real = world.run(
+                tmp_path / f"{cap}_{bar}", _preset(amm_max_rounds=cap, amm_min_growth=bar)
+            )
+            replayed = amm_stop_study.replay(rows, 3, 6, bar, cap)
+            assert replayed["rounds"] == len(real["rounds"]) == len(world.trained), (cap, bar)
+            assert replayed["chosen"] == real["selected"]["name"], (cap, bar)
+    # A run that stopped at round 4 cannot tell what a cap of 6 with bar -1 would give.
+    assert amm_stop_study.replay(rows[:5], 3, 4, -1.0, 6) is None

@@ -15,7 +15,8 @@ report how many pseudo-labels were correct.
 The number of rounds follows the same label-free signal: after the preset's
 ``amm_rounds`` rounds, extra rounds (up to ``amm_max_rounds``, at the last regular round's
 threshold) run while the count of confident mutual matches, measured before each round,
-grew by at least ``min_improvement`` (relative) since the previous round. The result says
+grew by at least ``preset.amm_growth_bar`` (``amm_min_growth``, default
+``min_improvement``; relative) since the previous round. The result says
 why the rounds stopped (``amm_stop_reason``, one of :data:`AMM_STOP_REASONS`).
 
 Preset switches: ``amm_schedule`` "continuous" trains the rounds as one run (one cosine
@@ -318,7 +319,7 @@ def run_amm(
         model: the ``TwoViewModel`` holding the starting weights (cold start or semi warm-up).
         split: the training pool.
         preset: sizes, epochs per round, learning rate, batch composition, and
-            ``amm_max_rounds`` / ``min_improvement`` (extra rounds, see the module).
+            ``amm_max_rounds`` / ``amm_min_growth`` (extra rounds, see the module).
         threshold_T: curriculum start T; round r of R uses tau = T (1 + cos(pi (r-1)/R)) / 2;
             extra rounds keep round R's tau.
         out_dir: stage folders ``amm_round_NNN`` and the embedding cache.
@@ -338,7 +339,8 @@ def run_amm(
         {"rounds": [per-round records], "candidates": [...], "selected": {...} or None,
         "amm_stop_reason": one of :data:`AMM_STOP_REASONS`, "amm_stop": {"reason",
         "rounds_run", "regular_rounds", "max_rounds", "growth" (the last measured relative
-        growth of the confident count, or None), "min_improvement", "detail"}}.
+        growth of the confident count, or None), "min_growth" (the bar it was held to),
+        "detail"}}.
     """
     progress = progress or NullProgress()
     rounds = preset.amm_rounds if rounds is None else rounds
@@ -371,16 +373,16 @@ def run_amm(
             now = label_free_criterion(pool.matches, threshold_T)["confident"]
             # One decision on every rank, whatever the ranks' embeddings did.
             growth = all_reduce_mean(confident_growth(before, now), reduce_device)
-            if growth < preset.min_improvement:
+            if growth < preset.amm_growth_bar:
                 stop = _amm_stop(
                     "converged",
                     records,
                     rounds,
                     max_rounds,
                     growth,
-                    preset.min_improvement,
+                    preset.amm_growth_bar,
                     f"the confident mutual matches went {before} -> {now} before round {r} "
-                    f"({growth:+.1%} < min_improvement {preset.min_improvement:.1%}): "
+                    f"({growth:+.1%} < amm_min_growth {preset.amm_growth_bar:.1%}): "
                     f"round {r} not run",
                 )
                 break
@@ -484,7 +486,7 @@ def _amm_stop(
     rounds: int,
     max_rounds: int,
     growth: float | None,
-    min_improvement: float,
+    min_growth: float,
     detail: str,
 ) -> dict[str, Any]:
     """The record of why the AMM rounds stopped (see :func:`run_amm`)."""
@@ -494,7 +496,7 @@ def _amm_stop(
         "regular_rounds": rounds,
         "max_rounds": max_rounds,
         "growth": None if growth is None or not np.isfinite(growth) else float(growth),
-        "min_improvement": min_improvement,
+        "min_growth": min_growth,
         "detail": detail,
     }
 
@@ -514,7 +516,7 @@ def _rounds_done_stop(
         growth = confident_growth(
             int(records[-1]["criterion_before"]["confident"]), final["confident"]
         )
-    args = (records, rounds, max_rounds, growth, preset.min_improvement)
+    args = (records, rounds, max_rounds, growth, preset.amm_growth_bar)
     if n < max_rounds and only_round is not None and only_round <= n:
         return _amm_stop("only_round", *args, f"asked for the rounds up to {only_round} only")
     if max_rounds == rounds:

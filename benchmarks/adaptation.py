@@ -22,8 +22,8 @@ Runs go in ``--jobs`` processes of one torch thread each. ``--fixed-budget`` tur
 preset's convergence budgets (``max_epoch_factor=1``, ``amm_max_rounds=None``) to bound the
 time. ``--selection-diagnostics`` makes the AMM runs measure every selection candidate's
 true val recall and the criterion's rank correlation with it (issue 13 part 3; measurement
-only). Prints the table and writes ``OUT/adaptation.json`` and
-``benchmarks/results/adaptation.json``.
+only). ``--set KEY=VALUE`` (repeatable) overrides a preset setting in every run. Prints the
+table and writes ``OUT/adaptation.json`` and ``benchmarks/results/<--results>``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ def preset_of(args: argparse.Namespace, task: str = "source"):
         preset = preset.replace(selection_diagnostics=True)
     if task == "adapted_skip":
         preset = preset.replace(init_cold_start="skip")
+    if args.set:
+        from ucvgl.services.preset_overrides import apply_overrides, parse_set_options
+
+        preset = apply_overrides(preset, parse_set_options(args.set))
     return preset
 
 
@@ -257,6 +261,16 @@ def main() -> None:
         help="an earlier adaptation JSON of the same settings: target runs left out of "
         "--tasks take its row, marked 'earlier run'",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="preset override of every run (repeatable), as `ucvgl pipeline --set`",
+    )
+    parser.add_argument(
+        "--results", default="adaptation.json", help="file name in benchmarks/results/"
+    )
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.task:
@@ -328,7 +342,7 @@ def main() -> None:
     }
     (args.out / "adaptation.json").write_text(json.dumps(result, indent=1))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "adaptation.json").write_text(json.dumps(result, indent=1))
+    (RESULTS_DIR / args.results).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ def test_stage_config_budget_from_the_preset():
     tiny = get_preset("tiny")
     assert StageConfig.from_preset(tiny, "s", epochs=4).max_epochs is None
     cpu = get_preset("cpu")
-    assert cpu.max_epoch_factor == 3.0 and cpu.amm_max_rounds == 2 * cpu.amm_rounds
+    assert cpu.max_epoch_factor == 3.0 and cpu.amm_max_rounds > cpu.amm_rounds
     cfg = StageConfig.from_preset(cpu.replace(max_epoch_factor=2.5), "s", epochs=3)
     assert cfg.max_epochs == 8 and cfg.min_improvement == cpu.min_improvement
     for name in ("paper-small", "paper-base"):

@@ -100,6 +100,11 @@ def replay(
     }
 
 
+def run_label(run_dir: str) -> str:
+    """A short column name: the run folder and its parent (``tune-1/unsupervised``)."""
+    return "/".join(Path(run_dir).parts[-2:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="pipeline run folders")
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     names = list(runs)
-    head = f"{'bar':>6} {'cap':>4} " + "".join(f"{Path(n).parent.name[:18]:>24}" for n in names)
+    head = f"{'bar':>6} {'cap':>4} " + "".join(f"{run_label(n)[-22:]:>24}" for n in names)
     print(head + f"{'mean R@1':>10}{'rounds':>8}")
     for row in results:
         cells = "".join(

@@ -100,9 +100,13 @@ def replay(
     }
 
 
-def run_label(run_dir: str) -> str:
-    """A short column name: the run folder and its parent (``tune-1/unsupervised``)."""
-    return "/".join(Path(run_dir).parts[-2:])
+def run_labels(run_dirs: list[str]) -> dict[str, str]:
+    """Short column names: the fewest trailing path parts that tell the runs apart."""
+    for k in range(1, max(len(Path(d).parts) for d in run_dirs) + 1):
+        labels = {d: "/".join(Path(d).parts[-k:]) for d in run_dirs}
+        if len(set(labels.values())) == len(labels):
+            return labels
+    return {d: d for d in run_dirs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,14 +138,16 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     names = list(runs)
-    head = f"{'bar':>6} {'cap':>4} " + "".join(f"{run_label(n)[-22:]:>24}" for n in names)
+    labels = run_labels(names)
+    width = max(24, 2 + max(len(v) for v in labels.values()))
+    head = f"{'bar':>6} {'cap':>4} " + "".join(f"{labels[n]:>{width}}" for n in names)
     print(head + f"{'mean R@1':>10}{'rounds':>8}")
     for row in results:
         cells = "".join(
-            f"{'(ran too few)':>24}"
+            f"{'(ran too few)':>{width}}"
             if row["runs"][n] is None
             else f"{row['runs'][n]['r1']:>8.1f} ({row['runs'][n]['chosen']}, "
-            f"{row['runs'][n]['rounds']} r)".rjust(24)
+            f"{row['runs'][n]['rounds']} r)".rjust(width)
             for n in names
         )
         mean = "" if row["mean_r1"] is None else f"{row['mean_r1']:.1f}"

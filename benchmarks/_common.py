@@ -243,6 +243,18 @@ def planted_features(n: int, dim: int, noise: float, seed: int):
     return query, gallery, positives
 
 
+def add_set_option(parser: argparse.ArgumentParser, applies_to: str) -> None:
+    """``--set KEY=VALUE`` (repeatable; ``args.set``): preset overrides, as ``ucvgl pipeline
+    --set``; parse them with ``ucvgl.services.preset_overrides.parse_set_options``."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"preset override of {applies_to} (repeatable), as `ucvgl pipeline --set`",
+    )
+
+
 def add_scale_args(parser: argparse.ArgumentParser, methods: Sequence[str]) -> None:
     """Arguments shared by the scale benchmarks and passed on to their workers."""
     parser.add_argument("--dim", type=int, default=1024)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, print_table, selection_summary  # noqa: E402
+from _common import RESULTS_DIR, add_set_option, print_table, selection_summary  # noqa: E402
 
 RECALL_KEYS = ("r1", "r5", "r10", "r1p")
 TARGET_RUNS = ("unsupervised", "adapted", "supervised", "adapted_skip")
@@ -261,13 +261,7 @@ def main() -> None:
         help="an earlier adaptation JSON of the same settings: target runs left out of "
         "--tasks take its row, marked 'earlier run'",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="preset override of every run (repeatable), as `ucvgl pipeline --set`",
-    )
+    add_set_option(parser, "every run")
     parser.add_argument(
         "--results", default="adaptation.json", help="file name in benchmarks/results/"
     )

@@ -30,8 +30,9 @@ from typing import Any
 
 
 def load_candidates(run_dir: Path) -> tuple[list[dict[str, Any]], int, int]:
-    """The run's candidates in order (``name``, ``confident``, ``score``, ``r1``, ``r5``),
-    its regular rounds and the rounds it ran; SystemExit naming what is missing."""
+    """The run's candidates in order (``name``, ``criterion`` with ``confident`` and
+    ``score``, ``r1``, ``r5``), its regular rounds and the rounds it ran; SystemExit naming
+    what is missing."""
     report_file = run_dir / "report.json"
     if not report_file.exists():
         raise SystemExit(f"{report_file}: no report.json; is {run_dir} a finished pipeline run?")
@@ -57,8 +58,10 @@ def load_candidates(run_dir: Path) -> tuple[list[dict[str, Any]], int, int]:
     rows = [
         {
             "name": c["name"],
-            "confident": int(c["criterion"]["confident"]),
-            "score": float(c["criterion"]["score"]),
+            "criterion": {
+                "confident": int(c["criterion"]["confident"]),
+                "score": float(c["criterion"]["score"]),
+            },
             "r1": float(c["r1"]),
             "r5": float(c["r5"]),
         }
@@ -67,35 +70,32 @@ def load_candidates(run_dir: Path) -> tuple[list[dict[str, Any]], int, int]:
     return rows, int(stop["regular_rounds"]), len(rows) - 1
 
 
-def growth(before: int, now: int) -> float:
-    """Relative growth, as ``amm.confident_growth`` (from 0: infinite unless still 0)."""
-    if before > 0:
-        return (now - before) / before
-    return float("inf") if now > 0 else 0.0
-
-
 def replay(
     rows: list[dict[str, Any]], regular: int, ran: int, bar: float, cap: int
 ) -> dict[str, Any] | None:
-    """The rounds run and the model chosen under (bar, cap); None when the run did not
-    run far enough to tell (it stopped below ``cap`` and the rule would go on)."""
+    """The rounds run and the model chosen under (bar, cap), with ``run_amm``'s own growth
+    and selection functions; None when the run did not run far enough to tell (it stopped
+    below ``cap`` and the rule would go on)."""
+    from ucvgl.services.training.amm import confident_growth, select_by_criterion
+
     rounds = regular
     while rounds < cap:
         r = rounds + 1  # extra round r runs if the count grew over round r-1
         if r - 1 > ran:
             return None
-        if growth(rows[r - 2]["confident"], rows[r - 1]["confident"]) < bar:
+        before, now = (rows[i]["criterion"]["confident"] for i in (r - 2, r - 1))
+        if confident_growth(before, now) < bar:
             break
         if r > ran:
             return None
         rounds = r
     pool = rows[: rounds + 1]
-    chosen = max(range(len(pool)), key=lambda i: (pool[i]["score"], i))  # later wins ties
+    chosen = select_by_criterion(pool)
     return {
         "rounds": rounds,
-        "chosen": pool[chosen]["name"],
-        "r1": pool[chosen]["r1"],
-        "r5": pool[chosen]["r5"],
+        "chosen": chosen["name"],
+        "r1": chosen["r1"],
+        "r5": chosen["r5"],
         "best_r1": max(p["r1"] for p in pool),
     }
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (rows, regular, ran) in runs.items():
         print(
             f"  {name} ({regular} regular rounds, {ran} run): "
-            + ", ".join(f"{r['name']} {r['confident']}/{r['r1']:.1f}" for r in rows)
+            + ", ".join(f"{r['name']} {r['criterion']['confident']}/{r['r1']:.1f}" for r in rows)
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import selection_summary  # noqa: E402
+from _common import add_set_option, selection_summary  # noqa: E402
 
 MODES = ("raw", "unsupervised", "semi", "supervised")
 RECALL_KEYS = ("r1", "r5", "r10", "r1p")
@@ -382,13 +382,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure every selection candidate's val recall (preset selection_diagnostics)",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="preset override of every pipeline task (repeatable), as `ucvgl pipeline --set`",
-    )
+    add_set_option(parser, "every pipeline task")
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # WORLD/MODE (child)
     return parser.parse_args(argv)
 

@@ -185,8 +185,7 @@ def test_amm_stop_study_replays_the_rule_of_run_amm(monkeypatch, tmp_path, count
     rows = [
         {
             "name": c["name"],
-            "confident": c["criterion"]["confident"],
-            "score": c["criterion"]["score"],
+            "criterion": {k: c["criterion"][k] for k in ("confident", "score")},
             "r1": 10.0 * i,
             "r5": 0.0,
         }

@@ -119,13 +119,18 @@ def run_one(task: str, args: argparse.Namespace) -> dict:
     return report
 
 
-def zero_shot(args: argparse.Namespace) -> dict:
-    """Val recall of the source model on the target world, as it is."""
+def zero_shot(args: argparse.Namespace, match_layout: bool = False) -> dict | None:
+    """Val recall of the source model on the target world, as it is.
+
+    ``match_layout``: the target's panoramas cut to the source's elevations, as an adapted
+    run reads them (``ucvgl.services.panorama_view``); None when the layouts agree.
+    """
     import torch
 
     from ucvgl.services.datasets import load_dataset
     from ucvgl.services.evaluation import recall_at_k
     from ucvgl.services.models import load_model
+    from ucvgl.services.panorama_view import source_view_rows
     from ucvgl.services.training.embed import embed_split
 
     torch.set_num_threads(args.threads)
@@ -133,6 +138,13 @@ def zero_shot(args: argparse.Namespace) -> dict:
     model, _ = load_model(out / "runs" / "source" / "model" / "selected.pt")
     model.eval()
     target = load_dataset(world_dir(out, args.target_world), world_format(args.target_world))
+    if match_layout:
+        source_world = args.source_world
+        source = {"format": world_format(source_world), "data": world_dir(out, source_world)}
+        _, rows = source_view_rows(source, None, target)
+        if rows is None:
+            return None
+        model.config = model.config.model_copy(update={"ground_rows": rows})
     split = target.split("val")
     g = embed_split(model, split, "ground", batch_size=64)
     s = embed_split(model, split, "satellite", batch_size=64)
@@ -293,6 +305,9 @@ def main() -> None:
         if t in wanted
     }
     rows = [{"run": "zero_shot (source model as it is)", **zero_shot(args)}]
+    matched = zero_shot(args, match_layout=True)
+    if matched is not None:
+        rows.append({"run": "zero_shot, target cut to the source's layout", **matched})
     for t in ("adapted", "adapted_skip", "unsupervised", "supervised"):
         if t not in reports:
             row = earlier_row(previous, t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,12 @@ def test_adapted_run_starts_from_the_source_and_skips_the_cold_start(
     assert init["preset"] == "tiny" and init["mode"] == "supervised"
     assert init["backbone"] == "test_convnext" and init["dataset"]["format"] == "cvusa"
     assert report["recall"] is not None and len(report["rounds"]) == 2
+    # the CVUSA-band source reads the band's rows of the full CVACT panoramas, to the end
+    band = json.loads((source_run.parent / "cvusa" / "synth_meta.json").read_text())["panorama"]
+    rows = ((90 - band["top_elevation_deg"]) / 180, (90 - band["bottom_elevation_deg"]) / 180)
+    assert init["ground_view"]["rows"] == pytest.approx(rows)
+    selected, _ = load_model(out / "model" / "selected.pt")
+    assert selected.config.ground_rows == pytest.approx(rows)
     # it needs no backbone weights: the weights record names the source's copy
     weights = report["weights"]["ground"]
     assert weights["source"] == "init_from" and weights["file"] == init["copy"]
@@ -108,6 +115,17 @@ def test_adapted_run_starts_from_the_source_and_skips_the_cold_start(
         assert again["recall_per_split"] == report["recall_per_split"]
     finally:
         moved.rename(source_run)
+
+
+def test_init_match_layout_off_feeds_the_target_panoramas_as_they_are(source_run, target, tmp_path):
+    preset = get_preset("tiny").replace(init_cold_start="skip", init_match_layout=False)
+    out = tmp_path / "as-is"
+    report = run_pipeline(
+        target, "cvact", "unsupervised", preset, out, device="cpu", init_from=source_run
+    )
+    assert report["init_from"]["ground_view"] is None
+    selected, _ = load_model(out / "model" / "selected.pt")
+    assert selected.config.ground_rows is None
 
 
 def _spy_cold_start(monkeypatch) -> list[dict[str, torch.Tensor]]:
@@ -141,7 +159,8 @@ def test_a_source_weaker_than_the_prior_gets_the_cold_start_from_its_own_weights
     monkeypatch.setattr(source_check, "measure_source", spy)
     starts = _spy_cold_start(monkeypatch)
     # a prior of 16 pairs on a 16-panorama pool: no source can keep more, so it is weaker
-    preset = get_preset("tiny").replace(prior_max_fdr=1.0)
+    # (the target's panoramas as they are: the band source is at chance on full spheres)
+    preset = get_preset("tiny").replace(prior_max_fdr=1.0, init_match_layout=False)
     out = tmp_path / "auto"
     report = run_pipeline(
         target, "cvact", "unsupervised", preset, out, device="cpu", init_from=source_run

@@ -76,6 +76,26 @@ def test_heading_rolls_to_north(run_dir):
         retriever.embed([image, image], heading_deg=[1.0])
 
 
+def test_a_model_that_reads_some_rows_is_queried_with_those_rows(run_dir):
+    """A model adapted from another layout (``ground_rows``) sees queries as it trained."""
+    from ucvgl.services.datasets.images import load_panorama
+    from ucvgl.services.index import SatelliteIndex
+    from ucvgl.services.models import load_model
+    from ucvgl.services.pipeline import SELECTED_MODEL
+    from ucvgl.services.retrieval import Retriever
+    from ucvgl.services.training.embed import embed_split
+
+    run, split = run_dir
+    model, _ = load_model(run / SELECTED_MODEL)
+    plain = Retriever(model, SatelliteIndex.load(run / "index"))
+    images = [load_panorama(p) for p in split.ground_paths]
+    whole = plain.embed(images)
+    model.config = model.config.model_copy(update={"ground_rows": (0.25, 0.75)})
+    cut = Retriever(model, SatelliteIndex.load(run / "index")).embed(images)
+    np.testing.assert_allclose(cut, embed_split(model, split, "ground").numpy(), atol=1e-5)
+    assert not np.allclose(cut, whole, atol=1e-3)
+
+
 def test_missing_run_parts_are_clear_errors(tmp_path):
     from ucvgl.services.retrieval import Retriever
 

@@ -112,6 +112,8 @@ TIMES_FILE = "stage_times.json"
 SELECTED_MODEL = Path("model") / "selected.pt"
 INIT_MODEL = Path("stages") / "init" / "model.pt"
 """The run's copy of its ``init_from`` source model (AMM's 'start' candidate)."""
+GROUND_VIEW_FILE = "ground_view.json"
+"""The rows of the target's panoramas a run from a source model reads (``_ground_view``)."""
 EVALUATION_FILE = "evaluation.json"
 PRIOR_FILE = "prior.json"
 PRIOR_PAIRS_FILE = "prior_pairs.npz"
@@ -266,6 +268,7 @@ class PipelineRun:
         self._check_run_file()
         if self.source is not None:
             self._copy_source()
+        self.ground_view, self.ground_rows = self._ground_view()
         self.times: dict[str, float] = self._load_times()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -284,6 +287,29 @@ class PipelineRun:
                 raise
             log.warning("source run %s is gone; this run goes on from its copy %s", init_from, copy)
             return source_from_dict(record)
+
+    def _ground_view(self) -> tuple[dict[str, Any] | None, tuple[float, float] | None]:
+        """The rows of the panoramas the model reads (a source of another layout), kept.
+
+        Decided once (``ucvgl.services.panorama_view``) and kept in
+        ``RUN_DIR/ground_view.json``: a resumed run reads the panoramas as it began,
+        even if the source's dataset has gone since.
+        """
+        if self.source is None or not self.preset.init_match_layout:
+            return None, None
+        path = self.run_dir / GROUND_VIEW_FILE
+        if path.exists():
+            record = json.loads(path.read_text())
+        else:
+            from ucvgl.services.panorama_view import source_view_rows
+
+            record, _ = source_view_rows(
+                self.source.dataset, self.source.encoder.get("ground_rows"), self.dataset
+            )
+            if self.dist.is_main:
+                write_json(path, record)
+        rows = record.get("rows")
+        return record, None if rows is None else (float(rows[0]), float(rows[1]))
 
     def _check_eval_splits(self) -> None:
         """Each evaluation split exists, has ground truth's shape and is not trained on."""
@@ -526,6 +552,7 @@ class PipelineRun:
             else:
                 weights = self.backbone_weights()["ground"]
                 start = {"weights": weights.file, "weights_tag": weights.tag}
+            start["ground_rows"] = self.ground_rows  # the source's layout (init_from)
             config = self.preset.encoder_config().model_copy(update=start)
             torch.manual_seed(self.seed)
             self._model = build_model(config)
@@ -952,9 +979,17 @@ class PipelineRun:
         self._model_check("select", final=True)  # a model at chance is never selected
         if self.dist.is_main:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(chosen["path"], tmp)
-            tmp.replace(target)
+            if Path(chosen["path"]) == self.init_path and self.ground_rows is not None:
+                # the source's own file reads whole panoramas: the selected model says
+                # which rows of these it reads (EncoderConfig.ground_rows)
+                from ucvgl.services.models import load_model, save_model
+
+                _, extra = load_model(self.init_path)
+                save_model(self.model, target, extra)
+            else:
+                tmp = target.with_suffix(".tmp")
+                shutil.copyfile(chosen["path"], tmp)
+                tmp.replace(target)
             write_json(self.run_dir / "model" / "selection.json", chosen)
         self._barrier()
         return target
@@ -1180,6 +1215,7 @@ class PipelineRun:
                 "copy": str(self.init_path),
                 "init_model_id": self.init_model_id,
                 "check": self._source_check_record(),
+                "ground_view": self.ground_view,
             },
             "prior": json.loads((self.run_dir / PRIOR_FILE).read_text())
             if (self.run_dir / PRIOR_FILE).exists()

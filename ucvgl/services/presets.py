@@ -150,6 +150,10 @@ class Preset:
             fewer confident pairs of the pool than the projection prior (label-free,
             ``ucvgl.services.source_check``), and otherwise starts AMM from the source;
             "skip" always starts AMM from the source; "always" always runs the cold start.
+        init_match_layout: a run from a source model whose panoramas had another vertical
+            layout (a CVUSA band, a full sphere) reads the target's panoramas through the
+            rows that span the source's elevations (``ucvgl.services.panorama_view``,
+            ``EncoderConfig.ground_rows``); False feeds them as they are.
         bev_fov_deg: full field of view of the BEV projection (None = the dataset format's
             default; a synthetic world's ``synth_meta.json`` still wins).
         dataset_format: the dataset format this preset was resolved for by
@@ -227,6 +231,7 @@ class Preset:
     amm_schedule: str = "per_round"
     intra_augment: str = "ours"
     init_cold_start: str = "auto"
+    init_match_layout: bool = True
     bev_fov_deg: float | None = None
     dataset_format: str | None = None
     use_bev: bool = True

@@ -74,6 +74,7 @@ class Retriever:
     ) -> np.ndarray:
         """Embed panoramas (rolled to north with their headings) -> float32 [Q, D]."""
         from ucvgl.services.datasets.images import roll_to_north
+        from ucvgl.services.panorama_view import cut_rows
         from ucvgl.services.training.data import pil_to_uint8
         from ucvgl.services.training.embed import _autocast
 
@@ -83,6 +84,7 @@ class Retriever:
             image = image.convert("RGB")
             if heading is not None and np.isfinite(heading):
                 image = roll_to_north(image, heading)
+            image = cut_rows(image, self.model.config.ground_rows)
             tensors.append(self.normalize(pil_to_uint8(image, self.ground_size)))
         out = []
         with torch.no_grad():

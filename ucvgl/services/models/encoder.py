@@ -56,6 +56,21 @@ class EncoderConfig(BaseModel):
         "before the backbone (invariance to per-view exposure and white balance)",
     )
 
+    ground_rows: tuple[float, float] | None = Field(
+        None,
+        description="rows (top, bottom) of each stored panorama the ground encoder reads, as "
+        "fractions of its height, cut before the resize to ground_size (beyond the image is "
+        "black); None = the whole panorama. Set by a run adapted from a source of another "
+        "vertical layout (ucvgl.services.panorama_view)",
+    )
+
+    @field_validator("ground_rows")
+    @classmethod
+    def _rows_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"ground_rows needs top < bottom (fractions), got {v}")
+        return v
+
     @field_validator("ground_size", "satellite_size")
     @classmethod
     def _positive_size(cls, v: tuple[int, int]) -> tuple[int, int]:

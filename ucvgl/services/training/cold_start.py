@@ -60,7 +60,7 @@ def train_intra_view(
     mean, std = model.data_config.get("mean"), model.data_config.get("std")
     gsize, ssize = tuple(preset.ground_size), (preset.satellite_size, preset.satellite_size)
     ground = TwoCropDataset(
-        ground_images(split, gsize),
+        ground_images(split, gsize, rows=model.config.ground_rows),
         TwoCropTransform(
             gsize,
             mean,

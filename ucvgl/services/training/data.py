@@ -56,6 +56,9 @@ class ImageListDataset(Dataset):
         size: (H, W) the images are resized to.
         headings: per-image heading in degrees for panoramas (rolled to north), or None.
         panorama: load with ``load_panorama`` (ground views) instead of ``load_rgb``.
+        rows: panoramas only: the rows (top, bottom fractions of the height) kept before the
+            resize (``EncoderConfig.ground_rows``, :mod:`ucvgl.services.panorama_view`);
+            None keeps the whole panorama.
         transform: applied to the uint8 [3, H, W] tensor; None returns it unchanged.
         cache: keep decoded images within the process's byte budget (an
             :class:`ImageCache` reserved now, shared with the DataLoader workers); an
@@ -69,10 +72,12 @@ class ImageListDataset(Dataset):
         *,
         headings: np.ndarray | None = None,
         panorama: bool = False,
+        rows: tuple[float, float] | None = None,
         transform: Callable[[Tensor], object] | None = None,
         cache: bool | ImageCache = True,
     ) -> None:
         self.paths = [Path(p) for p in paths]
+        self.rows = None if rows is None or not panorama else (float(rows[0]), float(rows[1]))
         self.size = (int(size[0]), int(size[1]))
         self.headings = None if headings is None else np.asarray(headings, dtype=np.float64)
         if self.headings is not None and len(self.headings) != len(self.paths):
@@ -92,12 +97,15 @@ class ImageListDataset(Dataset):
     def decode(self, index: int) -> Tensor:
         """Image ``index`` decoded from its file and resized: uint8 [3, H, W]."""
         from ucvgl.services.datasets.images import load_panorama, load_rgb
+        from ucvgl.services.panorama_view import cut_rows
 
         path = self.paths[index]
         draft = (self.size[1], self.size[0])
         if self.panorama:
             heading = None if self.headings is None else float(self.headings[index])
-            image = load_panorama(path, heading, draft_size=draft)
+            if self.rows is not None:  # decode enough rows for the cut to fill the height
+                draft = (draft[0], max(1, round(draft[1] / (self.rows[1] - self.rows[0]))))
+            image = cut_rows(load_panorama(path, heading, draft_size=draft), self.rows)
         else:
             image = load_rgb(path, draft_size=draft)
         return pil_to_uint8(image, self.size)
@@ -119,14 +127,20 @@ class ImageListDataset(Dataset):
 
 
 def ground_images(
-    split: ViewSplit, size: tuple[int, int], transform=None, *, cache: bool = True
+    split: ViewSplit,
+    size: tuple[int, int],
+    transform=None,
+    *,
+    cache: bool = True,
+    rows: tuple[float, float] | None = None,
 ) -> ImageListDataset:
-    """The ground panoramas of ``split``, north-aligned with their headings."""
+    """The ground panoramas of ``split``, north-aligned with their headings (``rows`` cut)."""
     return ImageListDataset(
         split.ground_paths,
         size,
         headings=split.ground_heading_deg,
         panorama=True,
+        rows=rows,
         transform=transform,
         cache=cache,
     )

@@ -129,8 +129,9 @@ def embed_split(
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-    headings = None
+    headings, rows = None, None
     if view == "ground":
+        rows = model.config.ground_rows
         size = tuple(model.config.ground_size)
         if paths is None:
             paths, headings = split.ground_paths, split.ground_heading_deg
@@ -145,7 +146,12 @@ def embed_split(
     cache_file = None
     if cache_dir is not None:
         key = hashlib.sha1(
-            (model_fingerprint(model) + view + _paths_fingerprint(paths, headings, size)).encode()
+            (
+                model_fingerprint(model)
+                + view
+                + _paths_fingerprint(paths, headings, size)
+                + ("" if rows is None else f"rows{rows[0]:.6f},{rows[1]:.6f}")
+            ).encode()
         ).hexdigest()[:24]
         cache_file = Path(cache_dir) / f"{view}-{key}.pt"
         if cache_file.exists():
@@ -157,6 +163,7 @@ def embed_split(
         size,
         headings=headings,
         panorama=view == "ground",
+        rows=rows,
         transform=Normalize(mean, std),
         cache=False,
     )

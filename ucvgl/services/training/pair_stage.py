@@ -249,7 +249,7 @@ def train_on_items(
     mean = model.data_config.get("mean")
     std = model.data_config.get("std")
     sat_size = preset.satellite_size
-    ground = ground_images(split, tuple(preset.ground_size))
+    ground = ground_images(split, tuple(preset.ground_size), rows=model.config.ground_rows)
     if fake_paths is not None:
         satellite = fake_satellite_images(fake_paths, sat_size)
         coords, metric = None, "euclidean"

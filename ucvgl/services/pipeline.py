@@ -18,7 +18,9 @@ from it, after a label-free source check (``ucvgl.services.source_check``, prese
 projection prior gets the cold start first, from its own weights (the projection, prior,
 CycleGAN and fakes run on the new data where the preset uses them: they are label-free);
 semi-supervised runs train the known pairs from it (the paper's "Ours-base*"); supervised
-runs fine-tune it.
+runs fine-tune it. A source whose panoramas had another vertical layout reads the new ones
+through the rows spanning its own elevations (``ucvgl.services.panorama_view``, preset
+``init_match_layout``).
 
 Evaluation splits (``ucvgl.services.eval_splits``): ``eval_splits`` names the held-out
 splits evaluated (CVACT ``val``/``test``, VIGOR ``same_area``/``cross_area``, ...); none of

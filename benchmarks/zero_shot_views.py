@@ -38,48 +38,6 @@ def tile_extent(root: Path) -> float | None:
     return None if value is None else float(value)
 
 
-def resampled_tile(path: Path, size: int, ratio: float):
-    """The tile at ``path`` as ``size`` px covering ``1/ratio`` of its ground extent.
-
-    ``ratio`` = source extent / target extent: above 1 the tile shrinks into a black
-    border, below 1 its centre is cut and enlarged. Returns uint8 [3, size, size].
-    """
-    from PIL import Image
-
-    from ucvgl.services.training.data import pil_to_uint8
-
-    image = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
-    if ratio > 1:
-        k = max(1, round(size / ratio))
-        canvas = Image.new("RGB", (size, size))
-        offset = (size - k) // 2
-        canvas.paste(image.resize((k, k), Image.BILINEAR), (offset, offset))
-        image = canvas
-    elif ratio < 1:
-        k = max(1, round(size * ratio))
-        offset = (size - k) // 2
-        image = image.crop((offset, offset, offset + k, offset + k))
-    return pil_to_uint8(image, (size, size))
-
-
-def embed_tiles(model, paths: list[Path], ratio: float, batch: int = 64):
-    """L2-normalised satellite embeddings [S, D] of the resampled tiles."""
-    import torch
-
-    from ucvgl.services.training.data import Normalize
-
-    norm = Normalize(model.data_config.get("mean"), model.data_config.get("std"))
-    size = model.config.satellite_size[0]
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(paths), batch):
-            x = torch.stack(
-                [norm(resampled_tile(p, size, ratio)) for p in paths[start : start + batch]]
-            )
-            out.append(model.embed_satellite(x).float())
-    return torch.nn.functional.normalize(torch.cat(out), dim=-1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("source_run", type=Path)
@@ -124,11 +82,11 @@ def main() -> None:
         model.config = model.config.model_copy(update={"ground_rows": rows if cut else None})
         ground = embed_split(model, split, "ground", batch_size=64)
         for scale in (1.0, *([] if ratio in (None, 1.0) else [ratio])):
-            tiles = (
-                embed_split(model, split, "satellite", batch_size=64)
-                if scale == 1.0
-                else embed_tiles(model, split.satellite_paths, scale)
+            # EncoderConfig.satellite_scale: the pipeline's own loader resamples the tiles
+            model.config = model.config.model_copy(
+                update={"satellite_scale": None if scale == 1.0 else scale}
             )
+            tiles = embed_split(model, split, "satellite", batch_size=64)
             recall = recall_at_k(ground, tiles, split.positives)
             results.append(
                 {

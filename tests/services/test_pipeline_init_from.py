@@ -128,6 +128,58 @@ def test_init_match_layout_off_feeds_the_target_panoramas_as_they_are(source_run
     assert selected.config.ground_rows is None
 
 
+def test_the_source_check_keeps_the_tile_scale_at_which_the_source_finds_most_pairs(
+    source_run, target, tmp_path, monkeypatch
+):
+    """init_tile_scales: label-free, the scale with the most pairs against decoys wins."""
+    from ucvgl.services import source_check
+
+    pairs_at = {0.5: 3, 1.0: 5, 2.0: 9}
+    seen: list[float | None] = []
+    measure = source_check.measure_source
+
+    def spy(model, *args, **kwargs):
+        seen.append(model.config.satellite_scale)
+        pairs, targets, decoys = measure(model, *args, **kwargs)  # the real embeddings run
+        return pairs_at[model.config.satellite_scale or 1.0], targets, decoys
+
+    monkeypatch.setattr(source_check, "measure_source", spy)
+    preset = get_preset("tiny").replace(init_tile_scales=(0.5, 1.0, 2.0))
+    out = tmp_path / "scales"
+    report = run_pipeline(
+        target, "cvact", "unsupervised", preset, out, device="cpu", init_from=source_run
+    )
+    assert seen == [0.5, None, 2.0]
+    check = report["init_from"]["check"]
+    assert check["scale_pairs"] == {"0.5": 3, "1": 5, "2": 9}
+    assert check["satellite_scale"] == 2.0 and check["source_pairs"] == 9
+    selected, _ = load_model(out / "model" / "selected.pt")
+    assert selected.config.satellite_scale == 2.0
+    pairs_at.update({0.5: 9, 2.0: 3})  # a new run folder with other counts picks 0.5
+    again = run_pipeline(
+        target,
+        "cvact",
+        "unsupervised",
+        preset,
+        tmp_path / "scales2",
+        device="cpu",
+        init_from=source_run,
+    )
+    assert again["init_from"]["check"]["satellite_scale"] == 0.5
+    # a tie goes to the tiles as they are
+    pairs_at.update({0.5: 5, 1.0: 5, 2.0: 5})
+    tie = run_pipeline(
+        target,
+        "cvact",
+        "unsupervised",
+        preset,
+        tmp_path / "tie",
+        device="cpu",
+        init_from=source_run,
+    )
+    assert tie["init_from"]["check"]["satellite_scale"] is None
+
+
 def _spy_cold_start(monkeypatch) -> list[dict[str, torch.Tensor]]:
     """The model's weights each time the cold start's training begins."""
     from ucvgl.services.training import cold_start as cold_start_module

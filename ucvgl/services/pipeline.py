@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -555,6 +557,7 @@ class PipelineRun:
                 weights = self.backbone_weights()["ground"]
                 start = {"weights": weights.file, "weights_tag": weights.tag}
             start["ground_rows"] = self.ground_rows  # the source's layout (init_from)
+            start["satellite_scale"] = self._saved_satellite_scale()  # its tile scale
             config = self.preset.encoder_config().model_copy(update=start)
             torch.manual_seed(self.seed)
             self._model = build_model(config)
@@ -598,8 +601,6 @@ class PipelineRun:
         """The projection of this run: the format's defaults with the preset's
         ``bev_fov_deg`` and ``bev_size``; a synthetic world's ``synth_meta.json`` field of
         view (its camera geometry) still wins."""
-        from dataclasses import replace
-
         from ucvgl.services.projection import bev_params_for_dataset
         from ucvgl.services.projection.defaults import SYNTH_META_FILE, params_from_synth_meta
 
@@ -810,26 +811,37 @@ class PipelineRun:
         if self.source is None or self.mode != "unsupervised":
             raise ConfigError(f"run {self.run_dir}: only unsupervised runs from a source check it")
         if path.exists():
-            return SourceDecision(**json.loads(path.read_text()))
+            decision = SourceDecision(**json.loads(path.read_text()))
+            self._set_satellite_scale(decision.satellite_scale)
+            return decision
         setting = self.preset.init_cold_start
         prior = read_prior(self.run_dir) if self.preset.projection_prior else None
         counts: dict[str, int | None] = {"source_pairs": None}
-        if setting == "auto":
+        scales = tuple(float(v) for v in self.preset.init_tile_scales)
+        measured: dict[float, tuple[int, int, int]] = {}
+        if setting == "auto" or len(scales) > 1:
             from ucvgl.services.training.trainer import load_weights_into
 
             assert self.init_path is not None
             load_weights_into(self.model, self.init_path)
-            pairs, targets, decoys = measure_source(
-                self.model,
-                self.train_split,
-                self.preset,
-                decoy_dir=self.run_dir / DECOY_DIR,
-                device=self.device,
-                cache_dir=self.embedding_cache_dir,
-                fake_paths=self.amm_queries(),
-                write_decoys=self.dist.is_main,
-                progress=progress,
-            )
+            for scale in scales:  # label-free: the source's pairs against decoys per scale
+                self._set_satellite_scale(scale)
+                measured[scale] = measure_source(
+                    self.model,
+                    self.train_split,
+                    self.preset,
+                    decoy_dir=self.run_dir / DECOY_DIR,
+                    device=self.device,
+                    cache_dir=self.embedding_cache_dir,
+                    fake_paths=self.amm_queries(),
+                    write_decoys=self.dist.is_main,
+                    progress=progress,
+                )
+        # the most pairs; a tie goes to the scale nearest 1 (the tiles as they are)
+        best = max(scales, key=lambda v: (measured[v][0], -abs(math.log(v)))) if measured else 1.0
+        self._set_satellite_scale(best)
+        if setting == "auto":
+            pairs, targets, decoys = measured[best]
             counts = {"source_pairs": pairs, "mutual_targets": targets, "mutual_decoys": decoys}
         decision = decide(
             setting,
@@ -838,12 +850,36 @@ class PipelineRun:
             max_fdr=self.preset.prior_max_fdr,
             **counts,
         )
+        if len(scales) > 1:
+            decision = replace(
+                decision,
+                satellite_scale=self.model.config.satellite_scale,
+                scale_pairs={f"{v:g}": measured[v][0] for v in scales},
+                reason=f"{decision.reason}; tile scale {best:g} (pairs per scale: "
+                + ", ".join(f"{v:g}: {measured[v][0]}" for v in scales)
+                + ")",
+            )
         log.info("source check: %s", decision.reason)
         progress.update("source_check", 1.0, "cold start" if decision.cold_start else "skip")
         if self.dist.is_main:
             write_json(path, decision.to_dict())
         self._barrier()
         return decision
+
+    def _set_satellite_scale(self, scale: float | None) -> None:
+        """Read tiles at ``scale`` times their extent from now on (1 or None: as they are)."""
+        value = None if scale is None or float(scale) == 1.0 else float(scale)
+        model = self.model
+        model.config = model.config.model_copy(update={"satellite_scale": value})
+
+    def _saved_satellite_scale(self) -> float | None:
+        """The tile scale the source check kept (``source_check.json``), or None."""
+        from ucvgl.services.source_check import SOURCE_CHECK_FILE
+
+        path = self.run_dir / SOURCE_CHECK_FILE
+        if self.source is None or not path.exists():
+            return None
+        return json.loads(path.read_text()).get("satellite_scale")
 
     def _source_check_record(self) -> dict[str, Any] | None:
         """``RUN_DIR/source_check.json`` for the report, or None (not checked yet)."""
@@ -981,7 +1017,10 @@ class PipelineRun:
         self._model_check("select", final=True)  # a model at chance is never selected
         if self.dist.is_main:
             target.parent.mkdir(parents=True, exist_ok=True)
-            if Path(chosen["path"]) == self.init_path and self.ground_rows is not None:
+            config = self.model.config
+            if Path(chosen["path"]) == self.init_path and (
+                config.ground_rows is not None or config.satellite_scale is not None
+            ):
                 # the source's own file reads whole panoramas: the selected model says
                 # which rows of these it reads (EncoderConfig.ground_rows)
                 from ucvgl.services.models import load_model, save_model

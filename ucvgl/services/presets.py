@@ -154,6 +154,11 @@ class Preset:
             layout (a CVUSA band, a full sphere) reads the target's panoramas through the
             rows that span the source's elevations (``ucvgl.services.panorama_view``,
             ``EncoderConfig.ground_rows``); False feeds them as they are.
+        init_tile_scales: an unsupervised run from a source model: the tile scales (source
+            tile extent / this dataset's) tried label-free in the source check; the scale
+            whose source keeps the most confident pairs against decoys is kept
+            (``EncoderConfig.satellite_scale``, ``ucvgl.services.tile_scale``). (1.0,) reads
+            tiles as they are and tries nothing.
         bev_fov_deg: full field of view of the BEV projection (None = the dataset format's
             default; a synthetic world's ``synth_meta.json`` still wins).
         dataset_format: the dataset format this preset was resolved for by
@@ -232,6 +237,7 @@ class Preset:
     intra_augment: str = "ours"
     init_cold_start: str = "auto"
     init_match_layout: bool = True
+    init_tile_scales: tuple[float, ...] = (1.0,)
     bev_fov_deg: float | None = None
     dataset_format: str | None = None
     use_bev: bool = True
@@ -286,6 +292,12 @@ class Preset:
                     f"preset {self.name!r}: {name} must be one of {allowed}, "
                     f"got {getattr(self, name)!r}"
                 )
+        scales = tuple(self.init_tile_scales)
+        if not scales or any(not (float(v) > 0.0) for v in scales):
+            raise ConfigError(
+                f"preset {self.name!r}: init_tile_scales must be one or more positive "
+                f"numbers (source tile extent / this dataset's), got {scales!r}"
+            )
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"preset {self.name!r}: drop_path_rate must be in [0, 1)")
         if not (self.use_bev or self.use_fake):

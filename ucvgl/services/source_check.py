@@ -45,6 +45,9 @@ class SourceDecision:
         max_fdr: the estimated false share both counts are taken at.
         mutual_targets / mutual_decoys: the source's mutual matches with tiles / decoys.
         reason: one sentence for the log and the report.
+        satellite_scale: the tile scale kept (``EncoderConfig.satellite_scale``; None: as
+            they are).
+        scale_pairs: pairs the source keeps at each tried scale (None: one scale, none tried).
     """
 
     cold_start: bool
@@ -56,6 +59,8 @@ class SourceDecision:
     mutual_targets: int | None
     mutual_decoys: int | None
     reason: str
+    satellite_scale: float | None = None
+    scale_pairs: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -64,6 +64,15 @@ class EncoderConfig(BaseModel):
         "vertical layout (ucvgl.services.panorama_view)",
     )
 
+    satellite_scale: float | None = Field(
+        None,
+        gt=0.0,
+        description="each tile (and fake satellite image) is read resampled to cover this "
+        "many times its ground extent (above 1: shrunk into a black border; below 1: its "
+        "centre enlarged); None = as it is. Chosen by a run adapted from a source that "
+        "learnt tiles of another extent (ucvgl.services.tile_scale)",
+    )
+
     @field_validator("ground_rows")
     @classmethod
     def _rows_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:

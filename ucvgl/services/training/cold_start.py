@@ -71,7 +71,7 @@ def train_intra_view(
         ),
     )
     sat = TwoCropDataset(
-        satellite_images(split, preset.satellite_size),
+        satellite_images(split, preset.satellite_size, scale=model.config.satellite_scale),
         TwoCropTransform(
             ssize,
             mean,

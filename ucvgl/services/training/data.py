@@ -59,6 +59,9 @@ class ImageListDataset(Dataset):
         rows: panoramas only: the rows (top, bottom fractions of the height) kept before the
             resize (``EncoderConfig.ground_rows``, :mod:`ucvgl.services.panorama_view`);
             None keeps the whole panorama.
+        scale: other images only: resampled to cover this many times their ground extent
+            before the resize (``EncoderConfig.satellite_scale``,
+            :mod:`ucvgl.services.tile_scale`); None keeps them as they are.
         transform: applied to the uint8 [3, H, W] tensor; None returns it unchanged.
         cache: keep decoded images within the process's byte budget (an
             :class:`ImageCache` reserved now, shared with the DataLoader workers); an
@@ -73,11 +76,13 @@ class ImageListDataset(Dataset):
         headings: np.ndarray | None = None,
         panorama: bool = False,
         rows: tuple[float, float] | None = None,
+        scale: float | None = None,
         transform: Callable[[Tensor], object] | None = None,
         cache: bool | ImageCache = True,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.rows = None if rows is None or not panorama else (float(rows[0]), float(rows[1]))
+        self.scale = None if scale is None or panorama else float(scale)
         self.size = (int(size[0]), int(size[1]))
         self.headings = None if headings is None else np.asarray(headings, dtype=np.float64)
         if self.headings is not None and len(self.headings) != len(self.paths):
@@ -98,6 +103,7 @@ class ImageListDataset(Dataset):
         """Image ``index`` decoded from its file and resized: uint8 [3, H, W]."""
         from ucvgl.services.datasets.images import load_panorama, load_rgb
         from ucvgl.services.panorama_view import cut_rows
+        from ucvgl.services.tile_scale import rescale_tile
 
         path = self.paths[index]
         draft = (self.size[1], self.size[0])
@@ -107,7 +113,7 @@ class ImageListDataset(Dataset):
                 draft = (draft[0], max(1, round(draft[1] / (self.rows[1] - self.rows[0]))))
             image = cut_rows(load_panorama(path, heading, draft_size=draft), self.rows)
         else:
-            image = load_rgb(path, draft_size=draft)
+            image = rescale_tile(load_rgb(path, draft_size=draft), self.scale)
         return pil_to_uint8(image, self.size)
 
     def load(self, index: int) -> Tensor:
@@ -147,17 +153,24 @@ def ground_images(
 
 
 def satellite_images(
-    split: ViewSplit, size: int, transform=None, *, cache: bool = True
+    split: ViewSplit, size: int, transform=None, *, cache: bool = True, scale: float | None = None
 ) -> ImageListDataset:
-    """The satellite tiles of ``split``."""
-    return ImageListDataset(split.satellite_paths, (size, size), transform=transform, cache=cache)
+    """The satellite tiles of ``split`` (resampled to ``scale`` times their extent)."""
+    return ImageListDataset(
+        split.satellite_paths, (size, size), scale=scale, transform=transform, cache=cache
+    )
 
 
 def fake_satellite_images(
-    paths: Sequence[Path], size: int, transform=None, *, cache: bool = True
+    paths: Sequence[Path],
+    size: int,
+    transform=None,
+    *,
+    cache: bool = True,
+    scale: float | None = None,
 ) -> ImageListDataset:
     """Fake satellite images (the CycleGAN's translations of the BEVs), one per panorama."""
-    return ImageListDataset(paths, (size, size), transform=transform, cache=cache)
+    return ImageListDataset(paths, (size, size), scale=scale, transform=transform, cache=cache)
 
 
 class TwoCropDataset(Dataset):

@@ -129,7 +129,7 @@ def embed_split(
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-    headings, rows = None, None
+    headings, rows, scale = None, None, None
     if view == "ground":
         rows = model.config.ground_rows
         size = tuple(model.config.ground_size)
@@ -138,6 +138,7 @@ def embed_split(
         encoder = model.ground_encoder
     else:
         size = tuple(model.config.satellite_size)
+        scale = model.config.satellite_scale
         if paths is None:
             if view == "fake":
                 raise ValueError("view 'fake' needs the fake satellite image paths")
@@ -151,6 +152,7 @@ def embed_split(
                 + view
                 + _paths_fingerprint(paths, headings, size)
                 + ("" if rows is None else f"rows{rows[0]:.6f},{rows[1]:.6f}")
+                + ("" if scale is None else f"scale{scale:.6f}")
             ).encode()
         ).hexdigest()[:24]
         cache_file = Path(cache_dir) / f"{view}-{key}.pt"
@@ -164,6 +166,7 @@ def embed_split(
         headings=headings,
         panorama=view == "ground",
         rows=rows,
+        scale=scale,
         transform=Normalize(mean, std),
         cache=False,
     )

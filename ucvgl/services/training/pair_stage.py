@@ -250,11 +250,12 @@ def train_on_items(
     std = model.data_config.get("std")
     sat_size = preset.satellite_size
     ground = ground_images(split, tuple(preset.ground_size), rows=model.config.ground_rows)
+    tile_scale = model.config.satellite_scale
     if fake_paths is not None:
-        satellite = fake_satellite_images(fake_paths, sat_size)
+        satellite = fake_satellite_images(fake_paths, sat_size, scale=tile_scale)
         coords, metric = None, "euclidean"
     else:
-        satellite = satellite_images(split, sat_size)
+        satellite = satellite_images(split, sat_size, scale=tile_scale)
         tile_coords, metric = tile_coordinates(split)
         coords = None if tile_coords is None else tile_coords[items.satellite_idx]
     transform = PairTransform(

@@ -81,6 +81,9 @@ def world_dir(out: Path, name: str) -> Path:
 def make_world(name: str, out: Path, args: argparse.Namespace) -> Path:
     from ucvgl.services.synth.family import generate_named_world
 
+    meta = world_dir(out, name) / "synth_meta.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("complete"):  # made already
+        return world_dir(out, name)
     pano = tuple(int(v) for v in args.pano.split("x"))
     return generate_named_world(
         name, world_dir(out, name), args.train, args.val, pano_size=pano, sat_size=args.tile
@@ -234,6 +237,35 @@ def source_check_cell(report: dict) -> str:
     return f"{check['source_pairs']}/{check['prior_pairs']} -> {then}"
 
 
+def run_minutes(run_dir: Path, report: dict) -> float:
+    """The run's minutes: the sum of its stage times (kept across a resumed run), else wall."""
+    times = run_dir / "stage_times.json"
+    if times.is_file():
+        return sum(json.loads(times.read_text()).values()) / 60.0
+    return report["wall_minutes"]
+
+
+def run_view_zero_shot(report: dict | None) -> dict | None:
+    """The source as the adapted run read the target (rows cut, tile scale), untrained.
+
+    The adapted run's 'start' candidate when AMM started from the source (no cold start)
+    and its selection diagnostics measured it; None otherwise.
+    """
+    check = ((report or {}).get("init_from") or {}).get("check") or {}
+    candidates = ((report or {}).get("selection") or {}).get("candidates") or []
+    if check.get("cold_start") is not False or not candidates or "r1" not in candidates[0]:
+        return None
+    view = (report["init_from"].get("ground_view") or {}).get("rows")
+    scale = check.get("satellite_scale")
+    return {
+        "run": f"zero_shot, the adapted run's view (rows {'cut' if view else 'whole'}, "
+        f"tile scale {scale or 1:g})",
+        "r1": candidates[0]["r1"],
+        "r5": candidates[0].get("r5"),
+        "measured": "this run",
+    }
+
+
 def first_round(report: dict) -> str:
     rounds = report.get("rounds") or []
     if not rounds or rounds[0].get("correct") is None:
@@ -270,8 +302,8 @@ def main() -> None:
         "--previous",
         type=Path,
         default=None,
-        help="an earlier adaptation JSON of the same settings: target runs left out of "
-        "--tasks take its row, marked 'earlier run'",
+        help="an earlier adaptation JSON of the same worlds and sizes: without 'supervised' "
+        "in --tasks, its supervised row is used, marked 'earlier run'",
     )
     add_set_option(parser, "every run")
     parser.add_argument(
@@ -308,9 +340,13 @@ def main() -> None:
     matched = zero_shot(args, match_layout=True)
     if matched is not None:
         rows.append({"run": "zero_shot, target cut to the source's layout", **matched})
+    viewed = run_view_zero_shot(reports.get("adapted"))
+    if viewed is not None:
+        rows.append(viewed)
     for t in ("adapted", "adapted_skip", "unsupervised", "supervised"):
         if t not in reports:
-            row = earlier_row(previous, t)
+            # only the supervised row carries over: the others depend on the method
+            row = earlier_row(previous, t) if t == "supervised" else None
             if row is not None:
                 rows.append(row)
             continue
@@ -321,7 +357,7 @@ def main() -> None:
                 **{k: (r["recall"] or {}).get(k) for k in RECALL_KEYS},
                 "round 1 correct": first_round(r),
                 "source check": source_check_cell(r),
-                "minutes": r["wall_minutes"],
+                "minutes": run_minutes(args.out / "runs" / t, r),
                 "measured": "this run",
             }
         )

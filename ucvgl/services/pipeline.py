@@ -1021,8 +1021,8 @@ class PipelineRun:
             if Path(chosen["path"]) == self.init_path and (
                 config.ground_rows is not None or config.satellite_scale is not None
             ):
-                # the source's own file reads whole panoramas: the selected model says
-                # which rows of these it reads (EncoderConfig.ground_rows)
+                # the source's own file reads whole panoramas and tiles as they are: the
+                # selected model says how it reads these (ground_rows, satellite_scale)
                 from ucvgl.services.models import load_model, save_model
 
                 _, extra = load_model(self.init_path)

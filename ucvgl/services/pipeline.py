@@ -272,7 +272,7 @@ class PipelineRun:
         self._check_run_file()
         if self.source is not None:
             self._copy_source()
-        self.ground_view, self.ground_rows = self._ground_view()
+        self.ground_view: dict[str, Any] | None = self._ground_view()
         self.times: dict[str, float] = self._load_times()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -292,28 +292,32 @@ class PipelineRun:
             log.warning("source run %s is gone; this run goes on from its copy %s", init_from, copy)
             return source_from_dict(record)
 
-    def _ground_view(self) -> tuple[dict[str, Any] | None, tuple[float, float] | None]:
-        """The rows of the panoramas the model reads (a source of another layout), kept.
+    def _ground_view(self) -> dict[str, Any] | None:
+        """The record of the panorama rows the model reads (a source of another layout).
 
         Decided once (``ucvgl.services.panorama_view``) and kept in
         ``RUN_DIR/ground_view.json``: a resumed run reads the panoramas as it began,
         even if the source's dataset has gone since.
         """
         if self.source is None or not self.preset.init_match_layout:
-            return None, None
+            return None
         path = self.run_dir / GROUND_VIEW_FILE
         if path.exists():
-            record = json.loads(path.read_text())
-        else:
-            from ucvgl.services.panorama_view import source_view_rows
+            return json.loads(path.read_text())
+        from ucvgl.services.panorama_view import source_view_rows
 
-            record, _ = source_view_rows(
-                self.source.dataset, self.source.encoder.get("ground_rows"), self.dataset
-            )
-            if self.dist.is_main:
-                write_json(path, record)
-        rows = record.get("rows")
-        return record, None if rows is None else (float(rows[0]), float(rows[1]))
+        record, _ = source_view_rows(
+            self.source.dataset, self.source.encoder.get("ground_rows"), self.dataset
+        )
+        if self.dist.is_main:
+            write_json(path, record)
+        return record
+
+    @property
+    def ground_rows(self) -> tuple[float, float] | None:
+        """The rows of the panoramas the model reads (``ground_view``), or None: whole."""
+        rows = (self.ground_view or {}).get("rows")
+        return None if rows is None else (float(rows[0]), float(rows[1]))
 
     def _check_eval_splits(self) -> None:
         """Each evaluation split exists, has ground truth's shape and is not trained on."""
